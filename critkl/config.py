@@ -1,0 +1,230 @@
+"""Typed configs, one dataclass per stage (TRL style), their presets and their cache keys.
+
+Each field carries a help string (``metadata["help"]``) that the CLI shows; papermill parameters and the
+on-disk cache key are derived from the same dataclass, so the three cannot drift apart.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ARCHS = ("llama", "gpt2")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+def _choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+
+
+def _positive(cfg, names, strict=True) -> None:
+    for n in names:
+        v = getattr(cfg, n)
+        if v is None or (v <= 0 if strict else v < 0):
+            raise ValueError(f"{n}={v!r} must be {'> 0' if strict else '>= 0'}")
+
+
+# -------------------------------------------------------------------------------------------------
+@dataclass
+class ModelConfig:
+    """Architecture of the policy LM (a transformers model, built from scratch)."""
+
+    arch: str = _f("llama", "llama (rotary positions) or gpt2 (learned absolute positions). Regime "
+                   "notes: from scratch, rotary positions learn the task far faster on CPU.", choices=ARCHS)
+    n_layer: int = _f(4, "transformer blocks")
+    n_embd: int = _f(128, "hidden width")
+    n_head: int = _f(4, "attention heads")
+    n_positions: int = _f(2048, "maximum sequence length (gpt2: learned positions)")
+
+    def __post_init__(self):
+        _choice("arch", self.arch, ARCHS)
+        _positive(self, ["n_layer", "n_embd", "n_head", "n_positions"])
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+
+
+MODEL_PRESETS: dict[str, dict] = {
+    "tiny": dict(arch="llama", n_layer=2, n_embd=32, n_head=2, n_positions=1024),
+    "cpu": dict(arch="llama", n_layer=4, n_embd=128, n_head=4, n_positions=2048),
+    # GPT-2 small's shape with a character vocabulary, as the paper's reference models.
+    "paper": dict(arch="gpt2", n_layer=12, n_embd=768, n_head=12, n_positions=1024),
+}
+
+
+# -------------------------------------------------------------------------------------------------
+@dataclass
+class PretrainConfig:
+    """Supervised pre-training on prompts + scratchpads with operands of 1..max_digits digits."""
+
+    max_digits: int = _f(3, "pre-training level N: operands have 1..N digits (paper: 7, 9, 11, 13)")
+    preset: str = _f("cpu", "preset that filled the defaults: " + ", ".join(MODEL_PRESETS))
+    arch: str = _f("llama", "see ModelConfig.arch", choices=ARCHS)
+    n_layer: int = _f(4, "transformer blocks")
+    n_embd: int = _f(128, "hidden width")
+    n_head: int = _f(4, "attention heads")
+    n_positions: int = _f(2048, "maximum sequence length")
+    seed: int = _f(0, "seeds data, initialisation and evaluation sampling")
+    batch_size: int = _f(32, "sequences per optimizer step")
+    lr: float = _f(1e-3, "peak AdamW learning rate")
+    min_lr_ratio: float = _f(0.1, "final learning rate as a fraction of lr (cosine decay)")
+    warmup_steps: int = _f(50, "linear warm-up steps")
+    max_steps: int = _f(1500, "optimizer steps in total")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    grad_clip: float = _f(1.0, "gradient-norm clipping")
+    eval_every: int = _f(250, "steps between evaluations (and at the end)")
+    eval_samples: int = _f(64, "problems per digit length at each evaluation")
+    eval_extra_digits: int = _f(2, "also evaluate lengths N+1..N+extra (out of distribution)")
+    ckpt_every: int = _f(100, "steps between resumable checkpoints")
+    device: str = _f("auto", "auto (CUDA with bf16 autocast when present, else CPU), cpu or cuda",
+                     choices=DEVICES, cache_key=False)
+
+    def __post_init__(self):
+        if isinstance(self.max_digits, bool) or not isinstance(self.max_digits, int) or self.max_digits < 1:
+            raise ValueError(f"max_digits={self.max_digits!r} must be an integer >= 1")
+        _choice("preset", self.preset, tuple(MODEL_PRESETS) + ("custom",))
+        _choice("device", self.device, DEVICES)
+        self.model_config()  # validates the architecture fields
+        _positive(self, ["batch_size", "lr", "max_steps", "eval_every", "eval_samples", "ckpt_every"])
+        _positive(self, ["warmup_steps", "weight_decay", "grad_clip", "eval_extra_digits"], strict=False)
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(arch=self.arch, n_layer=self.n_layer, n_embd=self.n_embd,
+                           n_head=self.n_head, n_positions=self.n_positions)
+
+    @property
+    def name(self) -> str:
+        return f"N{self.max_digits}-{self.arch}-{self.preset}-s{self.seed}"
+
+
+PRETRAIN_PRESETS: dict[str, dict] = {
+    "tiny": dict(**MODEL_PRESETS["tiny"], batch_size=8, max_steps=20, warmup_steps=2, eval_every=20,
+                 eval_samples=4, ckpt_every=5, eval_extra_digits=1),
+    "cpu": dict(**MODEL_PRESETS["cpu"]),
+    "paper": dict(**MODEL_PRESETS["paper"], batch_size=64, lr=3e-4, max_steps=20000, warmup_steps=500,
+                  eval_every=1000, eval_samples=128, ckpt_every=500),
+}
+
+
+def pretrain_config(preset: str = "cpu", **overrides) -> PretrainConfig:
+    """A ``PretrainConfig`` from a named preset plus overrides (``None`` values are ignored)."""
+    _choice("preset", preset, tuple(PRETRAIN_PRESETS))
+    _known(PretrainConfig, overrides)
+    values = {**PRETRAIN_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    return PretrainConfig(preset=preset, **values)
+
+
+# -------------------------------------------------------------------------------------------------
+def _known(cls, overrides: dict) -> None:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; allowed: {', '.join(sorted(names))}")
+
+
+def cache_dict(cfg) -> dict:
+    """The fields that define a result (device and other run-time choices excluded)."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if f.metadata.get("cache_key", True)}
+
+
+def cache_key(cfg) -> str:
+    """A short stable hash of ``cache_dict(cfg)``: same config, same key, same cached result."""
+    blob = json.dumps({"type": type(cfg).__name__, **cache_dict(cfg)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def critkl_home() -> Path:
+    """Root of critkl's on-disk cache: ``$CRITKL_HOME`` or ``~/.cache/critkl``."""
+    return Path(os.environ.get("CRITKL_HOME", Path.home() / ".cache" / "critkl")).expanduser()
+
+
+# -------------------------------------------------------------------------------------------------
+KL_VARIANTS = ("none", "standard", "prioritized")
+KL_ESTIMATORS = ("k1", "k2", "k3")
+ALGOS = ("a2c", "ppo")
+
+
+@dataclass
+class RLConfig:
+    """RL fine-tuning on longer operands (plus-k problems) with a KL penalty toward the pre-trained model."""
+
+    model_dir: str = _f("", "critkl pre-trained checkpoint folder (the policy's start and the reference)")
+    preset: str = _f("cpu", "preset that filled the defaults: cpu, paper or tiny")
+    kl: str = _f("prioritized", "KL variant: none, standard (weight 1) or prioritized (weight J(s)^alpha)",
+                 choices=KL_VARIANTS)
+    estimator: str = _f("k2", "per-token KL estimator k1, k2 or k3 (paper: k2)", choices=KL_ESTIMATORS)
+    beta: float = _f(5.0, "KL coefficient (paper: 5 in the KL experiment, 10 in the level experiment)")
+    alpha: float = _f(150.0, "certainty exponent of the prioritized weight (the paper's beta = 150)")
+    ref_temperature: float = _f(4.0, "temperature of the reference distribution in the certainty (paper: 4)")
+    temperature: float = _f(2.0, "sampling temperature of the policy; the KL uses pi_ref at the same one (paper: 2)")
+    algo: str = _f("a2c", "a2c (the paper's) or ppo (clipped)", choices=ALGOS)
+    k: int = _f(1, "train on plus-k problems: one operand has N+k digits")
+    lr: float = _f(1e-6, "Adam learning rate (paper: 1e-6)")
+    episodes_per_collect: int = _f(50, "episodes sampled per collect (paper: 50)")
+    rounds: int = _f(8, "collect/update/evaluate rounds (paper: 8 = 400 episodes)")
+    minibatch_tokens: int = _f(2, "transitions (tokens) per optimizer step; 0 = all of a collect (paper: 2)")
+    update_epochs: int = _f(1, "passes over each collect (paper: 1)")
+    gamma: float = _f(1.0, "discount (paper: 1)")
+    gae_lambda: float = _f(0.95, "GAE lambda (paper: 0.95)")
+    vf_coef: float = _f(0.1, "value-loss coefficient (paper: 0.1)")
+    ent_coef: float = _f(0.001, "entropy-bonus coefficient (paper's released config: 0.001)")
+    clip: float = _f(0.2, "PPO clip range")
+    max_grad_norm: float = _f(1.0, "gradient-norm clipping")
+    value_hidden: int = _f(128, "width of the critic's two hidden layers (paper: 128)")
+    eval_plus: int = _f(100, "plus-k evaluation episodes per round (paper: 100)")
+    eval_comfort: int = _f(20, "comfort-zone evaluation episodes per round (paper: 20)")
+    eval_temperature: float = _f(-1.0, "evaluation sampling temperature; -1 = the training temperature "
+                                 "(as the released code), 0 = greedy")
+    track_critical: int = _f(16, "plus-k problems on which critical-token probabilities are tracked")
+    seed: int = _f(0, "seeds problems, sampling and the value head")
+    device: str = _f("auto", "auto, cpu or cuda", choices=DEVICES, cache_key=False)
+
+    def __post_init__(self):
+        _choice("kl", self.kl, KL_VARIANTS)
+        _choice("estimator", self.estimator, KL_ESTIMATORS)
+        _choice("algo", self.algo, ALGOS)
+        _choice("device", self.device, DEVICES)
+        _choice("preset", self.preset, tuple(RL_PRESETS) + ("custom",))
+        if self.alpha < 0:
+            raise ValueError(f"alpha={self.alpha} must be >= 0 (0 gives the standard KL)")
+        _positive(self, ["temperature", "ref_temperature", "lr", "episodes_per_collect", "rounds",
+                         "update_epochs", "value_hidden", "eval_plus", "max_grad_norm", "k"])
+        _positive(self, ["beta", "vf_coef", "ent_coef", "minibatch_tokens", "eval_comfort",
+                         "track_critical", "clip"], strict=False)
+        if not (self.eval_temperature == -1 or self.eval_temperature >= 0):
+            raise ValueError(f"eval_temperature={self.eval_temperature} must be -1 (training temperature) or >= 0")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError(f"gamma={self.gamma} and gae_lambda={self.gae_lambda} must be in [0, 1]")
+
+    @property
+    def uses_reference(self) -> bool:
+        return self.kl != "none" and self.beta > 0
+
+
+RL_PRESETS: dict[str, dict] = {
+    "paper": dict(),
+    # What runs in minutes on 2 CPU cores: bigger minibatches (one optimizer step per collect) and a
+    # learning rate raised to match; certainty calibration for a small model (regime notes).
+    "cpu": dict(lr=1e-4, episodes_per_collect=32, rounds=10, minibatch_tokens=0, eval_plus=64,
+                eval_comfort=16, alpha=10.0, ref_temperature=1.0),
+    "tiny": dict(lr=1e-3, episodes_per_collect=4, rounds=2, minibatch_tokens=0, eval_plus=4, eval_comfort=2,
+                 track_critical=2, alpha=10.0, ref_temperature=1.0),
+}
+
+
+def rl_config(preset: str = "cpu", **overrides) -> RLConfig:
+    """An ``RLConfig`` from a named preset plus overrides (``None`` values are ignored)."""
+    _choice("preset", preset, tuple(RL_PRESETS))
+    _known(RLConfig, overrides)
+    values = {**RL_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    return RLConfig(preset=preset, **values)

@@ -1,0 +1,131 @@
+"""The RL loss, term by term (CleanRL style), with the paper's equations in the docstrings.
+
+Notation: ``logp`` = log pi_theta(a_t | s_t) and ``ref_logp`` = log pi_ref(a_t | s_t), both at the sampling
+temperature, for the sampled token a_t; every ``per_token_*`` tensor is ``(B, L)`` and masked once by the
+completion mask. The paper calls the certainty exponent beta; critkl calls it ``alpha`` and keeps ``beta``
+for the KL coefficient, as TRL does.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .config import KL_ESTIMATORS, KL_VARIANTS
+
+
+def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k1 = log pi(a) - log pi_ref(a)   (unbiased, can be negative)."""
+    return logp - ref_logp
+
+
+def kl_k2(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k2 = 1/2 (log pi_ref(a) - log pi(a))^2   (the paper's choice)."""
+    return 0.5 * (ref_logp - logp) ** 2
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k3 = (r - 1) - log r,  r = pi_ref(a) / pi(a)   (unbiased and >= 0)."""
+    log_r = ref_logp - logp
+    return torch.expm1(log_r) - log_r
+
+
+KL_FUNCTIONS = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
+
+
+def kl_estimate(logp, ref_logp, estimator: str = "k2") -> torch.Tensor:
+    if estimator not in KL_FUNCTIONS:
+        raise ValueError(f"unknown KL estimator {estimator!r}; allowed: {', '.join(KL_ESTIMATORS)}")
+    return KL_FUNCTIONS[estimator](logp, ref_logp)
+
+
+def certainty(ref_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """J(s) = 1 + log max_v pi_ref^T(v | s) / log |V|   (paper-notes section 2).
+
+    1 for a one-hot reference distribution, 0 for a uniform one; ``temperature`` is the reference
+    temperature T (4 in the paper), applied as softmax(logits / T).
+    """
+    if temperature <= 0:
+        raise ValueError(f"reference temperature={temperature} must be > 0")
+    logp = F.log_softmax(ref_logits.float() / temperature, dim=-1)
+    return 1.0 + logp.max(dim=-1).values / math.log(ref_logits.shape[-1])
+
+
+def prioritized_weight(cert: torch.Tensor, alpha: float) -> torch.Tensor:
+    """w(s) = J(s) ** alpha: near 1 where the reference is certain, near 0 where it hesitates.
+
+    ``alpha = 0`` gives weight 1 everywhere, i.e. the standard KL. No gradient flows through w.
+    """
+    if alpha < 0:
+        raise ValueError(f"alpha={alpha} must be >= 0")
+    return cert.detach().clamp(0.0, 1.0) ** alpha
+
+
+def kl_weight(variant: str, cert: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Per-token weight of the KL term: 1 (standard), J(s)^alpha (prioritized) or 0 (none)."""
+    if variant not in KL_VARIANTS:
+        raise ValueError(f"unknown KL variant {variant!r}; allowed: {', '.join(KL_VARIANTS)}")
+    if variant == "prioritized":
+        return prioritized_weight(cert, alpha)
+    return torch.full_like(cert, 1.0 if variant == "standard" else 0.0)
+
+
+def pg_loss_a2c(logp: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+    """A2C policy term: -A_t log pi(a_t | s_t)."""
+    return -adv.detach() * logp
+
+
+def pg_loss_ppo(logp, old_logp, adv, clip: float = 0.2) -> torch.Tensor:
+    """PPO clipped surrogate: max(-A r_t, -A clip(r_t, 1-eps, 1+eps)), r_t = pi / pi_old."""
+    ratio = torch.exp(logp - old_logp.detach())
+    adv = adv.detach()
+    return torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip))
+
+
+def value_loss(values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
+    """Critic term: 1/2 (V(s_t) - R_t)^2."""
+    return 0.5 * (values - returns.detach()) ** 2
+
+
+def entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """H(pi(. | s_t)) of the policy at the sampling temperature."""
+    logp = F.log_softmax(logits / temperature, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over ``mask`` (denominator clamped to 1)."""
+    mask = mask.to(x.dtype)
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def gae(rewards, values, mask, gamma: float = 1.0, lam: float = 0.95):
+    """Generalised advantage estimation over token steps; ``(advantages, returns)``, each ``(B, L)``.
+
+    delta_t = r_t + gamma V(s_{t+1}) - V(s_t), with V = 0 after the last token of an episode;
+    A_t = delta_t + gamma lam A_{t+1}; returns R_t = A_t + V(s_t).
+    """
+    B, L = rewards.shape
+    mask = mask.to(values.dtype)
+    adv = torch.zeros_like(values)
+    last = torch.zeros(B, dtype=values.dtype, device=values.device)
+    for t in reversed(range(L)):
+        nxt = mask[:, t + 1] if t + 1 < L else torch.zeros_like(last)
+        next_value = values[:, t + 1] * nxt if t + 1 < L else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = (delta + gamma * lam * nxt * last) * mask[:, t]
+        adv[:, t] = last
+    return adv, (adv + values) * mask
+
+
+def total_loss(per_token_pg, per_token_v, per_token_entropy, per_token_kl, per_token_weight, mask,
+               vf_coef: float, ent_coef: float, beta: float):
+    """L = mean_t [ pg_t + c_v v_t - c_H H_t + beta w_t kl_t ] over the masked tokens; also returns the
+    terms for logging under the same names."""
+    terms = dict(pg_loss=masked_mean(per_token_pg, mask), v_loss=masked_mean(per_token_v, mask),
+                 entropy=masked_mean(per_token_entropy, mask),
+                 kl=masked_mean(per_token_kl, mask),
+                 weighted_kl=masked_mean(per_token_weight * per_token_kl, mask))
+    loss = terms["pg_loss"] + vf_coef * terms["v_loss"] - ent_coef * terms["entropy"] + beta * terms["weighted_kl"]
+    return loss, terms

@@ -1,0 +1,94 @@
+"""Figures and HTML views for the book: seaborn plots and per-token coloured scratchpads."""
+from __future__ import annotations
+
+import html
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+CRITICAL_STYLE = "outline:2px solid #222;font-weight:bold;"
+
+
+def _colour(v: float) -> str:
+    """Red (0) -> yellow (0.5) -> green (1), as the paper's Figure 5."""
+    v = 0.0 if not np.isfinite(v) else float(min(max(v, 0.0), 1.0))
+    r, g, b, _ = matplotlib.colormaps["RdYlGn"](v)
+    return f"rgb({int(r * 255)},{int(g * 255)},{int(b * 255)})"
+
+
+def render_html(text: str, values=None, critical=(), title: str = "") -> str:
+    """``text`` as HTML, one ``<span>`` per character coloured by ``values[i]`` in [0, 1] (None = no
+    colour), critical indices outlined. Every character is HTML-escaped."""
+    if values is not None and len(values) != len(text):
+        raise ValueError(f"values has {len(values)} entries for a text of {len(text)} characters")
+    critical = set(critical)
+    parts = []
+    for i, ch in enumerate(text):
+        if ch == "\n":
+            parts.append("<br>")
+            continue
+        style = ""
+        if values is not None and values[i] is not None and np.isfinite(values[i]):
+            style += f"background:{_colour(values[i])};"
+        if i in critical:
+            style += CRITICAL_STYLE
+        esc = "&nbsp;" if ch == " " else html.escape(ch)
+        tip = f' title="{values[i]:.3f}"' if values is not None and values[i] is not None and np.isfinite(values[i]) else ""
+        parts.append(f'<span style="{style}"{tip}>{esc}</span>' if style or tip else esc)
+    head = f"<div><b>{html.escape(title)}</b></div>" if title else ""
+    return f'{head}<div style="font-family:monospace;line-height:1.6">{"".join(parts)}</div>'
+
+
+def render_measured(df: pd.DataFrame, problem: int, column: str = "p_correct", title: str = "") -> str:
+    """Render one problem of ``critkl.critical.measure``'s table, coloured by ``column``."""
+    from . import task
+    d = df[df.problem == problem]
+    a, b = int(d.a.iloc[0]), int(d.b.iloc[0])
+    text = task.full_text(a, b)
+    values = [None] * len(text)
+    for r in d.itertuples():
+        values[r.index] = getattr(r, column)
+    return render_html(text, values, d[d.critical]["index"].tolist(), title or f"{a}+{b}: {column}")
+
+
+def style():
+    import seaborn as sns
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+
+
+def plot_accuracy_by_digits(df: pd.DataFrame, ax=None, hue: str | None = None):
+    """Accuracy vs operand length (one line per ``hue``, e.g. pre-training level)."""
+    import seaborn as sns
+    style()
+    ax = sns.lineplot(data=df, x="digits", y="accuracy", hue=hue, marker="o", ax=ax)
+    ax.set(ylim=(-0.02, 1.02), xlabel="digits per operand", ylabel="exact match")
+    return ax
+
+
+def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ax=None):
+    """Accuracy vs training episodes, mean and 95 % CI over seeds per ``hue``."""
+    import seaborn as sns
+    style()
+    ax = sns.lineplot(data=metrics, x="episodes", y=y, hue=hue, errorbar=("ci", 95), marker="o", ax=ax)
+    ax.set(xlabel="training episodes", ylabel=y)
+    return ax
+
+
+def plot_critical_tracking(critical: pd.DataFrame, hue: str = "kl", ax=None):
+    """Probability of the correct token at critical positions during RL (one panel per name)."""
+    import seaborn as sns
+    style()
+    d = critical.assign(token=critical["step"].astype(str) + ":" + critical["operand"].astype(str) + ":" + critical["name"])
+    return sns.relplot(data=d, x="episodes", y="p_correct", hue=hue, col="token", col_wrap=3, kind="line",
+                       errorbar=("ci", 95), height=2.5)
+
+
+def plot_table1(per_generation: pd.DataFrame, ax=None):
+    """Delta-J at critical vs non-critical states, one point per generation."""
+    import seaborn as sns
+    style()
+    d = per_generation.melt(value_vars=["delta_critical", "delta_noncritical"], var_name="tokens", value_name="delta_J")
+    ax = sns.stripplot(data=d, x="tokens", y="delta_J", alpha=0.5, ax=ax)
+    ax.axhline(0, color="k", lw=0.8)
+    return ax

@@ -1,0 +1,205 @@
+"""Supervised pre-training "up to N digits" (nanoGPT-style straight loop), cached by config.
+
+batch -> loss on the target tokens only -> backward -> clip -> AdamW step, with a warm-up + cosine
+learning rate, greedy exact-match evaluation per digit length every ``eval_every`` steps, and a resumable
+checkpoint every ``ckpt_every`` steps. The finished model is cached under a key derived from the full
+config, so a second call with the same config loads it instead of training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import task
+from .config import PretrainConfig, cache_dict, cache_key, critkl_home, pretrain_config
+from .model import (CheckpointError, autocast, build_model, load_checkpoint, n_params, save_checkpoint,
+                    select_device)
+from .sampling import generate
+from .tokenizer import build_tokenizer, encode
+
+IGNORE = -100
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``min_lr_ratio * lr`` at ``max_steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def make_batch(tok, problems: list[tuple[int, int]], device=None):
+    """``(input_ids, attention_mask, labels)``: prompt + scratchpad + eos, right-padded, labels only on
+    the target (the scratchpad and eos), -100 elsewhere."""
+    rows, labels = [], []
+    for a, b in problems:
+        p = encode(tok, task.prompt(a, b))
+        t = encode(tok, task.scratchpad(a, b)) + [tok.eos_token_id]
+        rows.append(p + t)
+        labels.append([IGNORE] * len(p) + t)
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+    lab = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (r, l) in enumerate(zip(rows, labels)):
+        ids[i, :len(r)] = torch.tensor(r)
+        lab[i, :len(l)] = torch.tensor(l)
+        mask[i, :len(r)] = 1
+    return ids.to(device), mask.to(device), lab.to(device)
+
+
+def lm_loss(model, ids, mask, labels) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled (target) tokens."""
+    with autocast(ids.device):
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                           ignore_index=IGNORE)
+
+
+@torch.no_grad()
+def accuracy_by_digits(model, tok, digit_lengths, n: int, seed: int, temperature: float = 0.0,
+                       batch_size: int = 64) -> pd.DataFrame:
+    """Exact-match accuracy on ``n`` problems per length, both operands of that many digits (the
+    paper's Table 4). Greedy when ``temperature == 0``; problems and sampling are seeded."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    rows = []
+    for d in digit_lengths:
+        rng = np.random.default_rng([seed, d])
+        gen = torch.Generator(device=device).manual_seed(seed * 1000 + d)
+        problems = [task.sample_same_length(d, rng) for _ in range(n)]
+        max_new = task.max_text_length(d) - len(task.prompt(0, 0)) + 20
+        correct = 0
+        for i in range(0, n, batch_size):
+            chunk = problems[i:i + batch_size]
+            g = generate(model, tok, [task.prompt(a, b) for a, b in chunk], max_new, temperature, gen)
+            correct += sum(task.is_correct(t, a, b) for t, (a, b) in zip(g.texts, chunk))
+        rows.append(dict(digits=d, accuracy=correct / n, n=n, temperature=temperature))
+    model.train(was_training)
+    return pd.DataFrame(rows)
+
+
+def checkpoint_dir(cfg: PretrainConfig, home: Path | None = None) -> Path:
+    """Where the finished checkpoint of ``cfg`` lives (whether or not it exists yet)."""
+    return Path(home or critkl_home()) / "pretrain" / f"{cfg.name}-{cache_key(cfg)}"
+
+
+def _save_state(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: an interrupt never leaves a half-written state.pt
+
+
+def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, progress: bool = True,
+             on_step=None, **overrides) -> Path:
+    """Pre-train (or load from the cache) the model of ``cfg`` and return its checkpoint folder.
+
+    ``cfg`` defaults to ``pretrain_config(preset, **overrides)``. Interrupted runs resume from their last
+    checkpoint in ``<dir>.partial``. ``on_step(step)`` is called after each optimizer step (tests use it
+    to simulate an interrupt).
+    """
+    if cfg is None:
+        cfg = pretrain_config(overrides.pop("preset", "cpu"), **overrides)
+    elif overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
+    final = checkpoint_dir(cfg, home)
+    if (final / "critkl.json").is_file():
+        return final
+    device = select_device(cfg.device)
+    partial = final.with_name(final.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+
+    tok = build_tokenizer()
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model_config(), tok).to(device)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    rng = np.random.default_rng(cfg.seed)
+    step, elapsed, tokens, evals, log = 0, 0.0, 0, [], []
+    state_file = partial / "state.pt"
+    if state_file.is_file():
+        try:
+            st = torch.load(state_file, map_location=device, weights_only=False)
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["opt"])
+        except Exception as e:
+            raise CheckpointError(f"resumable state {str(state_file)!r} is unreadable ({e}); delete "
+                                  f"{str(partial)!r} to restart this run from scratch") from e
+        rng.bit_generator.state = st["rng"]
+        torch.set_rng_state(st["torch_rng"])
+        step, elapsed, tokens, evals, log = st["step"], st["elapsed"], st["tokens"], st["evals"], st["log"]
+
+    digit_lengths = range(1, cfg.max_digits + cfg.eval_extra_digits + 1)
+
+    def run_eval():
+        df = accuracy_by_digits(model, tok, digit_lengths, cfg.eval_samples, seed=cfg.seed + 1)
+        evals.extend(df.assign(step=step).to_dict("records"))
+        return df
+
+    model.train()
+    bar = tqdm(total=cfg.max_steps, initial=step, desc=f"pretrain {cfg.name}", disable=not progress)
+    t0 = time.perf_counter() - elapsed
+    while step < cfg.max_steps:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        ids, mask, labels = make_batch(tok, [task.sample_comfort(cfg.max_digits, rng)
+                                             for _ in range(cfg.batch_size)], device)
+        loss = lm_loss(model, ids, mask, labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"pre-training loss became {loss.item()} at step {step}; "
+                                     f"lower lr (now {cfg.lr}) or raise warmup_steps")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        tokens += int(mask.sum())
+        elapsed = time.perf_counter() - t0
+        log.append(dict(step=step, loss=loss.item(), lr=opt.param_groups[0]["lr"], tokens=tokens,
+                        seconds=elapsed))
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            df = run_eval()
+            bar.write(f"step {step}: " + " ".join(f"{int(r.digits)}d={r.accuracy:.2f}" for r in df.itertuples()))
+        if step % cfg.ckpt_every == 0 and step < cfg.max_steps:
+            _save_state(state_file, dict(model=model.state_dict(), opt=opt.state_dict(), step=step,
+                                         rng=rng.bit_generator.state, torch_rng=torch.get_rng_state(),
+                                         elapsed=elapsed, tokens=tokens, evals=evals, log=log))
+        if on_step is not None:
+            on_step(step)
+    bar.close()
+
+    # Write the finished checkpoint next to its final place, then move it there in one rename.
+    staging = final.with_name(final.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    last = pd.DataFrame(evals).query("step == @step")
+    info = dict(kind="pretrain", config=cache_dict(cfg), cache_key=cache_key(cfg), steps=step,
+                seconds=round(elapsed, 1), tokens=tokens, tokens_per_second=round(tokens / max(elapsed, 1e-9)),
+                n_params=n_params(model), device=str(device),
+                final_accuracy={int(r.digits): r.accuracy for r in last.itertuples()})
+    save_checkpoint(model, tok, staging, info)
+    pd.DataFrame(evals).to_csv(staging / "eval.csv", index=False)
+    pd.DataFrame(log).to_csv(staging / "train_log.csv", index=False)
+    staging.replace(final)
+    shutil.rmtree(partial, ignore_errors=True)
+    return final
+
+
+def load_pretrained(cfg_or_dir, device="cpu"):
+    """``(model, tok, info)`` for a checkpoint folder or a ``PretrainConfig`` (trained if not cached)."""
+    path = pretrain(cfg_or_dir, progress=True) if isinstance(cfg_or_dir, PretrainConfig) else cfg_or_dir
+    return load_checkpoint(path, device)

@@ -1,0 +1,260 @@
+"""RL fine-tuning with the standard or the prioritized KL penalty (the paper's Section 5 set-up).
+
+Each round: collect ``episodes_per_collect`` plus-k episodes (critkl.rollout), one pass over their
+tokens in minibatches of ``minibatch_tokens`` (A2C, or PPO as an option), then evaluate. The loss is
+``critkl.losses.total_loss``: policy term + value term - entropy bonus + beta * w(s) * KL, with
+w(s) = 1 (standard), J(s)^alpha (prioritized) or 0 (none). Runs are cached by config and resumable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import task
+from .config import RLConfig, cache_dict, cache_key, critkl_home, rl_config
+from .critical import critical_probabilities, tracking_problems
+from .losses import (entropy, kl_estimate, kl_weight, masked_mean, pg_loss_a2c, pg_loss_ppo, total_loss,
+                     value_loss)
+from .model import CheckpointError, load_checkpoint, read_info, save_checkpoint, select_device
+from .rollout import Batch, accuracy, collect
+from .sampling import Generation, completion_logits, token_logprobs
+
+VALUE_HEAD_FILE = "value_head.safetensors"
+
+
+class ValueHead(nn.Module):
+    """The paper's critic: an MLP (two hidden layers of 128) on the LM's last hidden state."""
+
+    def __init__(self, n_embd: int, hidden: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_embd, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+def _rows(gen: Generation, rows: torch.Tensor) -> Generation:
+    """The episodes ``rows`` of a generation (for a minibatch forward)."""
+    pick = lambda x: x[rows] if x is not None else None  # noqa: E731
+    return Generation(prompt_ids=gen.prompt_ids[rows], prompt_mask=gen.prompt_mask[rows],
+                      completion_ids=gen.completion_ids[rows], completion_mask=gen.completion_mask[rows],
+                      logprobs=gen.logprobs[rows], entropies=gen.entropies[rows], values=pick(gen.values),
+                      texts=[gen.texts[i] for i in rows.tolist()], finished=gen.finished[rows])
+
+
+def update(policy, value_head, opt, batch: Batch, cfg: RLConfig, generator: torch.Generator) -> dict:
+    """One pass (``update_epochs`` passes) over the collected tokens; returns mean loss terms."""
+    policy.train()
+    mask = batch.mask
+    idx = mask.nonzero()  # (n_tokens, 2): (episode, position) of every transition
+    mb = cfg.minibatch_tokens or len(idx)
+    sums: dict[str, float] = {}
+    n = 0
+    for _ in range(cfg.update_epochs):
+        perm = torch.randperm(len(idx), generator=generator).to(idx.device)
+        for s in range(0, len(idx), mb):
+            sel = idx[perm[s:s + mb]]
+            rows = sel[:, 0].unique()
+            local = torch.searchsorted(rows, sel[:, 0].contiguous())
+            sub_mask = torch.zeros((len(rows), mask.shape[1]), dtype=torch.float32, device=mask.device)
+            sub_mask[local, sel[:, 1]] = 1.0
+            gen = _rows(batch.gen, rows)
+            logits, values, _ = completion_logits(policy, gen, value_head)
+            actions = gen.completion_ids
+
+            per_token_logp = token_logprobs(logits, actions, cfg.temperature)
+            if cfg.algo == "a2c":
+                per_token_pg = pg_loss_a2c(per_token_logp, batch.advantages[rows])
+            else:
+                per_token_pg = pg_loss_ppo(per_token_logp, gen.logprobs, batch.advantages[rows], cfg.clip)
+            per_token_v = value_loss(values, batch.returns[rows])
+            per_token_entropy = entropy(logits, cfg.temperature)
+            if cfg.uses_reference:
+                per_token_kl = kl_estimate(per_token_logp, batch.ref_logprobs[rows], cfg.estimator)
+                per_token_weight = kl_weight(cfg.kl, batch.ref_certainty[rows], cfg.alpha)
+            else:
+                per_token_kl = torch.zeros_like(per_token_logp)
+                per_token_weight = torch.zeros_like(per_token_logp)
+            loss, terms = total_loss(per_token_pg, per_token_v, per_token_entropy, per_token_kl,
+                                     per_token_weight, sub_mask, cfg.vf_coef, cfg.ent_coef, cfg.beta)
+            if not torch.isfinite(loss):
+                bad = {k: float(v) for k, v in terms.items()}
+                raise FloatingPointError(f"RL loss is {loss.item()} (terms {bad}); lower lr={cfg.lr} or beta={cfg.beta}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.max_grad_norm)
+            opt.step()
+            for k, v in {"loss": loss, **terms}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n += 1
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def collect_stats(batch: Batch, cfg: RLConfig) -> dict:
+    """KL and weights on the collected episodes (policy before the update), critical vs other states."""
+    m, c = batch.mask.float(), batch.critical_mask.float()
+    other = m * (1 - c)
+    out = dict(train_accuracy=float(batch.correct.float().mean()),
+               episode_length=float(m.sum(1).mean()), n_critical_states=int(c.sum()))
+    if batch.ref_logprobs is not None:
+        kl = kl_estimate(batch.gen.logprobs, batch.ref_logprobs, cfg.estimator)
+        w = kl_weight(cfg.kl, batch.ref_certainty, cfg.alpha)
+        out.update(mean_kl=float(masked_mean(kl, m)),
+                   weight_critical=float(masked_mean(w, c)) if c.sum() else float("nan"),
+                   weight_other=float(masked_mean(w, other)),
+                   certainty_critical=float(masked_mean(batch.ref_certainty, c)) if c.sum() else float("nan"),
+                   certainty_other=float(masked_mean(batch.ref_certainty, other)))
+    return out
+
+
+def run_dir(cfg: RLConfig, home: Path | None = None) -> Path:
+    info = read_info(cfg.model_dir)
+    return Path(home or critkl_home()) / "rl" / (
+        f"N{info['config']['max_digits']}-plus{cfg.k}-{cfg.kl}-{cfg.preset}-s{cfg.seed}-{_key(cfg, info)}")
+
+
+def _key(cfg: RLConfig, info: dict) -> str:
+    # The checkpoint is identified by its own cache key, not by the folder it happens to sit in.
+    return cache_key(dataclasses.replace(cfg, model_dir=info.get("cache_key", cfg.model_dir)))
+
+
+def finetune(cfg: RLConfig | None = None, *, home: Path | None = None, progress: bool = True,
+             on_round=None, **overrides) -> pd.DataFrame:
+    """Fine-tune a pre-trained checkpoint with RL and return one row per evaluation (round 0 = before
+    training). The run is cached under ``$CRITKL_HOME/rl``; interrupted runs resume from their last round.
+    ``on_round(round)`` is called after each round (tests use it to simulate an interrupt)."""
+    if cfg is None:
+        cfg = rl_config(overrides.pop("preset", "cpu"), **overrides)
+    elif overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
+    if not cfg.model_dir:
+        raise ValueError("model_dir is empty: give a critkl pre-trained checkpoint folder")
+    info = read_info(cfg.model_dir)  # fails early, before anything is written
+    if info.get("kind") != "pretrain":
+        raise CheckpointError(f"{cfg.model_dir!r} is a {info.get('kind')!r} checkpoint; RL starts from a "
+                              "pre-trained one (kind 'pretrain')")
+    final = run_dir(cfg, home)
+    if (final / "metrics.csv").is_file():
+        return pd.read_csv(final / "metrics.csv")
+    device = select_device(cfg.device)
+    level = int(info["config"]["max_digits"])
+
+    policy, tok, _ = load_checkpoint(cfg.model_dir, device)
+    ref = None
+    if cfg.uses_reference:
+        ref, _, _ = load_checkpoint(cfg.model_dir, device)
+        ref.requires_grad_(False)
+    torch.manual_seed(cfg.seed)
+    value_head = ValueHead(policy.config.hidden_size if hasattr(policy.config, "hidden_size")
+                           else policy.config.n_embd, cfg.value_hidden).to(device)
+    opt = torch.optim.Adam(list(policy.parameters()) + list(value_head.parameters()), lr=cfg.lr)
+
+    rng = np.random.default_rng([cfg.seed, 1])
+    sample_gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    eval_rng = np.random.default_rng([cfg.seed, 99])
+    eval_plus = task.Split("plus", level, cfg.k).sample(cfg.eval_plus, eval_rng)
+    eval_comfort = task.Split("comfort", level).sample(cfg.eval_comfort, eval_rng)
+    tracked = tracking_problems(level, cfg.k, cfg.track_critical, cfg.seed) if cfg.track_critical else []
+    eval_t = cfg.temperature if cfg.eval_temperature == -1 else cfg.eval_temperature
+    base = dict(kl=cfg.kl, alpha=cfg.alpha, beta=cfg.beta, ref_temperature=cfg.ref_temperature,
+                temperature=cfg.temperature, lr=cfg.lr, seed=cfg.seed, level=level, k=cfg.k,
+                algo=cfg.algo, estimator=cfg.estimator, preset=cfg.preset)
+
+    def evaluate(round_: int) -> tuple[dict, pd.DataFrame]:
+        g = torch.Generator(device=device).manual_seed(cfg.seed + 12345)
+        row = dict(round=round_, episodes=round_ * cfg.episodes_per_collect,
+                   acc_plus=accuracy(policy, tok, eval_plus, level, cfg.k, eval_t, g),
+                   acc_comfort=accuracy(policy, tok, eval_comfort, level, 0, eval_t, g) if eval_comfort else float("nan"))
+        crit = critical_probabilities(policy, tok, tracked, level, cfg.temperature) if tracked else pd.DataFrame()
+        if len(crit):
+            row["p_critical_mean"] = float(crit.p_correct.mean())
+            row["p_critical_min"] = float(crit.p_correct.min())
+            crit = crit.assign(round=round_, episodes=row["episodes"], **base)
+        return row, crit
+
+    partial = final.with_name(final.name + ".partial")
+    state_file = partial / "state.pt"
+    rows, crits, start, elapsed = [], [], 0, 0.0
+    if state_file.is_file():
+        try:
+            st = torch.load(state_file, map_location=device, weights_only=False)
+            policy.load_state_dict(st["policy"]); value_head.load_state_dict(st["value_head"])
+            opt.load_state_dict(st["opt"])
+        except Exception as e:
+            raise CheckpointError(f"resumable RL state {str(state_file)!r} is unreadable ({e}); delete "
+                                  f"{str(partial)!r} to restart the run") from e
+        rng.bit_generator.state = st["rng"]
+        sample_gen.set_state(st["sample_gen"]); shuffle_gen.set_state(st["shuffle_gen"])
+        rows, crits, start, elapsed = st["rows"], st["crits"], st["round"], st["elapsed"]
+    partial.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter() - elapsed
+    if start == 0 and not rows:
+        row, crit = evaluate(0)
+        rows.append({**base, **row, "seconds": time.perf_counter() - t0})
+        crits.append(crit)
+
+    bar = tqdm(total=cfg.rounds, initial=start, desc=f"finetune {cfg.kl}", disable=not progress)
+    for r in range(start, cfg.rounds):
+        problems = task.Split("plus", level, cfg.k).sample(cfg.episodes_per_collect, rng)
+        t_collect = time.perf_counter()
+        batch = collect(policy, value_head, ref, tok, problems, level, cfg.k, cfg.temperature,
+                        cfg.ref_temperature, cfg.gamma, cfg.gae_lambda, sample_gen, need_ref=cfg.uses_reference)
+        t_update = time.perf_counter()
+        terms = update(policy, value_head, opt, batch, cfg, shuffle_gen)
+        t_eval = time.perf_counter()
+        row, crit = evaluate(r + 1)
+        rows.append({**base, **row, **collect_stats(batch, cfg), **terms,
+                     "collect_s": t_update - t_collect, **batch.timings, "update_s": t_eval - t_update,
+                     "eval_s": time.perf_counter() - t_eval, "seconds": time.perf_counter() - t0})
+        crits.append(crit)
+        bar.update(1)
+        bar.set_postfix(acc_plus=f"{row['acc_plus']:.2f}", train=f"{rows[-1]['train_accuracy']:.2f}")
+        tmp = state_file.with_suffix(".tmp")
+        torch.save(dict(policy=policy.state_dict(), value_head=value_head.state_dict(), opt=opt.state_dict(),
+                        rng=rng.bit_generator.state, sample_gen=sample_gen.get_state(),
+                        shuffle_gen=shuffle_gen.get_state(), rows=rows, crits=crits, round=r + 1,
+                        elapsed=time.perf_counter() - t0), tmp)
+        tmp.replace(state_file)
+        if on_round is not None:
+            on_round(r + 1)
+    bar.close()
+
+    metrics = pd.DataFrame(rows)
+    staging = final.with_name(final.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    save_checkpoint(policy, tok, staging, dict(kind="rl", config=cache_dict(cfg), cache_key=_key(cfg, info),
+                                               pretrained=info, level=level))
+    save_file(value_head.state_dict(), str(staging / VALUE_HEAD_FILE))
+    pd.concat([c for c in crits if len(c)] or [pd.DataFrame()]).to_csv(staging / "critical.csv", index=False)
+    metrics.to_csv(staging / "metrics.csv", index=False)
+    (staging / "config.rl.json").write_text(json.dumps(cache_dict(cfg), indent=2))
+    staging.replace(final)
+    shutil.rmtree(partial, ignore_errors=True)
+    return metrics
+
+
+def load_run(path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(metrics, critical)`` tables of a finished RL run folder."""
+    path = Path(path)
+    if not (path / "metrics.csv").is_file():
+        raise CheckpointError(f"{str(path)!r} is not a finished critkl RL run (no metrics.csv)")
+    crit = path / "critical.csv"
+    return pd.read_csv(path / "metrics.csv"), (pd.read_csv(crit) if crit.stat().st_size > 1 else pd.DataFrame())
+
+
+def load_value_head(path, n_embd: int, hidden: int = 128) -> ValueHead:
+    vh = ValueHead(n_embd, hidden)
+    vh.load_state_dict(load_file(str(Path(path) / VALUE_HEAD_FILE)))
+    return vh

@@ -1,0 +1,95 @@
+"""Collecting episodes for RL: sample from the policy, score them, query the frozen reference once.
+
+One collect = one batched, KV-cached generation of ``n`` episodes (the policy's log-probs, entropies and
+values are recorded as it samples), the ternary terminal reward, one batched no-grad forward of the
+reference model over all episodes (its log-probs at the sampling temperature and its certainty at the
+reference temperature), and GAE advantages.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import task
+from .critical import _critical_states, locate
+from .losses import certainty, gae
+from .sampling import Generation, completion_logits, generate, token_logprobs
+from .tokenizer import encode
+
+
+@dataclass
+class Batch:
+    """Everything the update needs, per token ``(B, L)`` unless said otherwise."""
+
+    gen: Generation
+    problems: list[tuple[int, int]]
+    correct: torch.Tensor        # (B,) bool
+    rewards: torch.Tensor        # +1 / -1 at the last token of each episode, 0 elsewhere
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    ref_logprobs: torch.Tensor | None   # log pi_ref(a_t | s_t) at the sampling temperature
+    ref_certainty: torch.Tensor | None  # J(s_t) at the reference temperature
+    critical_mask: torch.Tensor  # 1 at states of the true scratchpad's critical positions (if visited)
+    timings: dict                # seconds spent sampling and in the reference forward
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.gen.completion_mask
+
+
+def max_new_tokens(level: int, k: int) -> int:
+    """The paper's episode limit: the longest possible scratchpad (operands of level+k digits) + 100."""
+    return task.max_text_length(level + k) - len(task.prompt(0, 0)) + 100
+
+
+def terminal_rewards(mask: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
+    """Ternary reward: +1 (correct) or -1 (wrong) on each episode's last token, 0 elsewhere."""
+    rewards = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    last = (mask.sum(1) - 1).clamp(min=0)
+    rewards[torch.arange(len(last), device=mask.device), last] = correct.float() * 2 - 1
+    return rewards
+
+
+@torch.no_grad()
+def collect(policy, value_head, ref_model, tok, problems, level: int, k: int, temperature: float,
+            ref_temperature: float, gamma: float, lam: float, generator: torch.Generator,
+            need_ref: bool = True) -> Batch:
+    """Sample one episode per problem and prepare the update (see module docstring)."""
+    policy.eval()
+    t0 = time.perf_counter()
+    gen = generate(policy, tok, [task.prompt(a, b) for a, b in problems], max_new_tokens(level, k),
+                   temperature, generator, value_head=value_head)
+    t1 = time.perf_counter()
+    device = gen.completion_ids.device
+    correct = torch.tensor([task.is_correct(t, a, b) for t, (a, b) in zip(gen.texts, problems)], device=device)
+    mask = gen.completion_mask
+    rewards = terminal_rewards(mask, correct)
+    advantages, returns = gae(rewards, gen.values, mask, gamma, lam)
+    ref_logprobs = ref_cert = None
+    if need_ref:  # beta == 0 or kl == "none" skips the reference forward entirely (TRL)
+        ref_logits, _, _ = completion_logits(ref_model, gen)
+        ref_logprobs = token_logprobs(ref_logits, gen.completion_ids, temperature)
+        ref_cert = certainty(ref_logits, ref_temperature)
+    t2 = time.perf_counter()  # (t2 - t1 is ~0 when the reference is skipped)
+    crit = torch.zeros_like(mask)
+    for i, (a, b) in enumerate(problems):
+        P = len(task.prompt(a, b))
+        idx = [c.index - P for c in locate(a, b, level)]
+        truth = encode(tok, task.scratchpad(a, b))
+        for t in _critical_states(gen.completion_ids[i], mask[i], truth, idx):
+            crit[i, t] = 1
+    return Batch(gen=gen, problems=problems, correct=correct, rewards=rewards, advantages=advantages,
+                 returns=returns, ref_logprobs=ref_logprobs, ref_certainty=ref_cert, critical_mask=crit,
+                 timings=dict(sample_s=t1 - t0, ref_s=t2 - t1))
+
+
+@torch.no_grad()
+def accuracy(policy, tok, problems, level: int, k: int, temperature: float, generator) -> float:
+    """Binary reward (accuracy) of one sampled episode per problem; greedy when temperature == 0."""
+    policy.eval()
+    gen = generate(policy, tok, [task.prompt(a, b) for a, b in problems], max_new_tokens(level, k),
+                   temperature, generator)
+    return float(np.mean([task.is_correct(t, a, b) for t, (a, b) in zip(gen.texts, problems)]))

@@ -1,0 +1,167 @@
+"""The addition task with a scratchpad (paper-notes section 1; Lee et al., 2023).
+
+A problem is a pair of non-negative integers ``(a, b)``. The model reads ``prompt(a, b)`` and must write
+``scratchpad(a, b)``: one line per digit position, each popping the last digit of both operand lists,
+adding it with the carry and prepending the result digit to the accumulator ``A``, then the answer
+digits separated by spaces. The text is byte-for-byte the format of the paper's reference implementation.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+SPLITS = ("comfort", "plus")
+_ANSWER_RE = re.compile(r"</scratch>\n((?:\d )*\d)\n")
+
+
+def prompt(a: int, b: int) -> str:
+    """The prompt the model is conditioned on, e.g. ``"Input:\\n56+789\\nTarget:"``."""
+    _check_operands(a, b)
+    return f"Input:\n{a}+{b}\nTarget:"
+
+
+def _digits(x: int) -> list[int]:
+    return [int(c) for c in str(x)]
+
+
+def _fmt_list(ds: list[int]) -> str:
+    return "[" + ",".join(str(d) for d in ds) + "]"
+
+
+def scratchpad(a: int, b: int) -> str:
+    """The target that follows ``prompt(a, b)``: ``\\n<scratch>\\n ... </scratch>\\n<answer digits>\\n``."""
+    _check_operands(a, b)
+    da, db = _digits(a), _digits(b)
+    acc: list[int] = []
+    carry = 0
+    lines = []
+    while da or db:
+        x = da[-1] if da else 0
+        y = db[-1] if db else 0
+        s = x + y + carry
+        lines.append(
+            f"{_fmt_list(da)} + {_fmt_list(db)} , A={_fmt_list(acc)} , C={carry} , "
+            f"{x}+{y}+{carry}={s} , A->{s % 10} , C->{s // 10}"
+        )
+        acc = [s % 10] + acc
+        carry = s // 10
+        da, db = da[:-1], db[:-1]
+    if carry:  # a final carry becomes the leading answer digit
+        acc = [carry] + acc
+    # The paper's last line has no comma between A=[...] and C=...: reproduced on purpose.
+    lines.append(f"[] + [] , A={_fmt_list(acc)} C={carry} , END")
+    answer = " ".join(str(d) for d in acc)
+    return "\n<scratch>\n" + "\n".join(lines) + "\n</scratch>\n" + answer + "\n"
+
+
+def full_text(a: int, b: int) -> str:
+    """``prompt(a, b) + scratchpad(a, b)``: the text a pre-trained model is trained on."""
+    return prompt(a, b) + scratchpad(a, b)
+
+
+def parse_answer(text: str) -> int | None:
+    """The integer a model answered in ``text`` (a completion or prompt + completion), or None.
+
+    The answer is the line right after ``</scratch>``: decimal digits separated by single spaces and
+    ended by a newline. Anything else (no scratchpad end, an empty line, letters, double spaces, an
+    unfinished line) is malformed and gives None.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"parse_answer expects a str, got {type(text).__name__}")
+    m = _ANSWER_RE.search(text)
+    if m is None:
+        return None
+    return int(m.group(1).replace(" ", ""))
+
+
+def is_correct(text: str, a: int, b: int) -> bool:
+    """Binary reward: the answer line equals the digits of ``a + b``."""
+    return parse_answer(text) == a + b
+
+
+def _check_operands(a: int, b: int) -> None:
+    for name, v in (("a", a), ("b", b)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"operand {name}={v!r} must be a non-negative integer")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Operand sampling (reference implementation, paper-notes section 1)
+
+
+def sample_number(n_digits: int, rng: np.random.Generator) -> int:
+    """A number uniform among those with exactly ``n_digits`` digits (1-digit numbers include 0)."""
+    if n_digits < 1:
+        raise ValueError(f"n_digits={n_digits} must be >= 1")
+    if n_digits == 1:
+        return int(rng.integers(0, 10))
+    lo = 10 ** (n_digits - 1)
+    # Python ints: avoids int64 overflow for long operands.
+    return lo + int(rng.integers(0, 9 * lo)) if n_digits <= 18 else int(
+        "".join([str(rng.integers(1, 10))] + [str(d) for d in rng.integers(0, 10, n_digits - 1)])
+    )
+
+
+def sample_comfort(level: int, rng: np.random.Generator) -> tuple[int, int]:
+    """A comfort-zone problem: each operand's digit count uniform in 1..level."""
+    _check_level(level)
+    return (sample_number(int(rng.integers(1, level + 1)), rng),
+            sample_number(int(rng.integers(1, level + 1)), rng))
+
+
+def sample_plus(level: int, k: int, rng: np.random.Generator) -> tuple[int, int]:
+    """A "plus k" problem: one operand (50/50 which) has level+k digits; the other has, with
+    probability 1/2, a digit count uniform in 1..level, else uniform in level+1..level+k."""
+    _check_level(level)
+    if k < 1:
+        raise ValueError(f"k={k} must be >= 1 (plus1, plus2, ...)")
+    long_ = sample_number(level + k, rng)
+    if rng.random() < 0.5:
+        other_len = int(rng.integers(1, level + 1))
+    else:
+        other_len = int(rng.integers(level + 1, level + k + 1))
+    other = sample_number(other_len, rng)
+    return (long_, other) if rng.random() < 0.5 else (other, long_)
+
+
+def sample_same_length(n_digits: int, rng: np.random.Generator) -> tuple[int, int]:
+    """Both operands with exactly ``n_digits`` digits (the paper's Table 4 evaluation)."""
+    return sample_number(n_digits, rng), sample_number(n_digits, rng)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A named problem distribution: ``comfort`` (1..level digits) or ``plus`` with its ``k``."""
+
+    kind: str
+    level: int
+    k: int = 0
+
+    def __post_init__(self):
+        if self.kind not in SPLITS:
+            raise ValueError(f"unknown split kind {self.kind!r}; allowed: {', '.join(SPLITS)}")
+        _check_level(self.level)
+        if self.kind == "plus" and self.k < 1:
+            raise ValueError(f"plus split needs k >= 1, got k={self.k}")
+
+    @property
+    def name(self) -> str:
+        return "comfort" if self.kind == "comfort" else f"plus{self.k}"
+
+    def sample(self, n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+        f = (lambda: sample_comfort(self.level, rng)) if self.kind == "comfort" else (
+            lambda: sample_plus(self.level, self.k, rng))
+        return [f() for _ in range(n)]
+
+
+def max_text_length(n_digits: int) -> int:
+    """Characters in the longest prompt + scratchpad with operands of at most ``n_digits`` digits."""
+    big = 10**n_digits - 1
+    return len(full_text(big, big))
+
+
+def _check_level(level: int) -> None:
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level < 1:
+        raise ValueError(f"level (max digits) = {level!r} must be an integer >= 1")

@@ -1,0 +1,21 @@
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    """Every test gets its own empty critkl cache."""
+    monkeypatch.setenv("CRITKL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A real (tiny, 20-step) pre-trained checkpoint, shared by the tests that need one."""
+    from critkl.pretrain import pretrain
+    home = tmp_path_factory.mktemp("shared_home")
+    return pretrain(preset="tiny", max_digits=2, home=home, progress=False)

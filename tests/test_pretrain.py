@@ -1,0 +1,112 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from critkl import pretrain_config
+from critkl.cli import main as cli_main
+from critkl.model import CheckpointError, build_model, load_checkpoint
+from critkl.pretrain import checkpoint_dir, lr_at, make_batch, pretrain
+from critkl.tokenizer import build_tokenizer, decode
+
+
+def test_lr_schedule():
+    cfg = pretrain_config("tiny", lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.55)  # half-way through the cosine: (1 + 0.1) / 2
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+
+
+def test_make_batch_labels_target_only():
+    tok = build_tokenizer()
+    ids, mask, labels = make_batch(tok, [(56, 789), (1, 2)])
+    from critkl import task
+    p = len(task.prompt(56, 789))
+    assert (labels[0, :p] == -100).all()
+    assert decode(tok, labels[0, p:][labels[0, p:] >= 0]) == task.scratchpad(56, 789)
+    assert labels[0, mask[0].sum() - 1] == tok.eos_token_id
+    assert (labels[1][mask[1] == 0] == -100).all()
+
+
+def test_pretrain_trains_and_caches(_home):
+    calls = []
+    path = pretrain(preset="tiny", max_digits=2, progress=False, on_step=calls.append)
+    assert calls == list(range(1, 21))
+    info = json.loads((path / "critkl.json").read_text())
+    assert info["steps"] == 20 and set(info["final_accuracy"]) == {"1", "2", "3"}
+    # parameters moved away from the seeded initialisation
+    torch.manual_seed(0)
+    init = build_model(pretrain_config("tiny", max_digits=2).model_config(), build_tokenizer()).state_dict()
+    trained = load_file(path / "model.safetensors")
+    assert any(not torch.equal(init[k], trained[k]) for k in trained)
+    # second call: cache hit, no training step
+    again = []
+    assert pretrain(preset="tiny", max_digits=2, progress=False, on_step=again.append) == path
+    assert again == []
+    assert not path.with_name(path.name + ".partial").exists()
+    model, tok, _ = load_checkpoint(path)
+    assert model.config.vocab_size == len(tok)
+
+
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
+    full = pretrain(preset="tiny", max_digits=2, progress=False, home=tmp_path / "a")
+
+    def interrupt(step):
+        if step == 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(preset="tiny", max_digits=2, progress=False, home=tmp_path / "b", on_step=interrupt)
+    cfg = pretrain_config("tiny", max_digits=2)
+    partial = checkpoint_dir(cfg, tmp_path / "b")
+    assert not partial.exists() and partial.with_name(partial.name + ".partial").is_dir()
+    steps = []
+    resumed = pretrain(preset="tiny", max_digits=2, progress=False, home=tmp_path / "b", on_step=steps.append)
+    assert steps[0] == 11  # resumed from the checkpoint at step 10 (ckpt_every=5), not from 0
+    a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_corrupt_resume_state_is_reported(tmp_path):
+    cfg = pretrain_config("tiny", max_digits=2)
+    partial = checkpoint_dir(cfg, tmp_path)
+    partial = partial.with_name(partial.name + ".partial")
+    partial.mkdir(parents=True)
+    (partial / "state.pt").write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="delete"):
+        pretrain(cfg, home=tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(max_digits=0), "max_digits=0"),
+    (dict(max_digits=2, lr=-1.0), "lr=-1.0"),
+    (dict(max_digits=2, arch="rnn"), "arch='rnn'"),
+    (dict(max_digits=2, bogus=1), "bogus"),
+])
+def test_bad_arguments_leave_nothing(kwargs, match, _home):
+    with pytest.raises(ValueError, match=match):
+        pretrain(preset="tiny", progress=False, **kwargs)
+    assert not _home.exists() or not any(_home.rglob("*"))
+
+
+def test_unknown_preset(_home):
+    with pytest.raises(ValueError, match="preset='huge'"):
+        pretrain(preset="huge", max_digits=2)
+    assert not _home.exists()
+
+
+def test_cli_errors(capsys, _home):
+    assert cli_main(["pretrain", "--max-digits", "0", "--preset", "tiny"]) == 2
+    assert "max_digits=0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["pretrain", "--preset", "huge"])
+    assert not _home.exists()
+
+
+def test_cli_pretrain(capsys, _home):
+    assert cli_main(["pretrain", "--preset", "tiny", "--max-digits", "1", "--max-steps", "4",
+                     "--eval-every", "4", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "N1-llama-tiny-s0" in out

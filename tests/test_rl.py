@@ -1,0 +1,94 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from critkl import rl_config
+from critkl.cli import main as cli_main
+from critkl.model import CheckpointError
+from critkl.rl import finetune, load_run, run_dir
+from critkl.rollout import terminal_rewards
+
+
+def test_terminal_rewards():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    r = terminal_rewards(mask, torch.tensor([True, False]))
+    assert r.tolist() == [[0, 0, 1, 0], [0, 0, 0, -1]]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(kl="forward"), "kl='forward'"),
+    (dict(alpha=-1.0), "alpha=-1.0"),
+    (dict(temperature=0.0), "temperature=0.0"),
+    (dict(ref_temperature=-2.0), "ref_temperature=-2.0"),
+    (dict(estimator="k9"), "estimator='k9'"),
+    (dict(algo="sac"), "algo='sac'"),
+])
+def test_bad_config_fails_early(kwargs, match, tiny_checkpoint, _home):
+    with pytest.raises(ValueError, match=match):
+        finetune(preset="tiny", model_dir=str(tiny_checkpoint), progress=False, **kwargs)
+    assert not _home.exists()
+
+
+def test_not_a_checkpoint(tmp_path, _home):
+    with pytest.raises(CheckpointError, match="not a critkl checkpoint"):
+        finetune(preset="tiny", model_dir=str(tmp_path), progress=False)
+    with pytest.raises(ValueError, match="model_dir is empty"):
+        finetune(preset="tiny", progress=False)
+    assert not _home.exists()
+
+
+@pytest.mark.parametrize("kl", ["standard", "prioritized", "none"])
+def test_finetune_smoke(kl, tiny_checkpoint):
+    df = finetune(preset="tiny", model_dir=str(tiny_checkpoint), kl=kl, progress=False)
+    assert list(df["round"]) == [0, 1, 2] and list(df["episodes"]) == [0, 4, 8]
+    for col in ("acc_plus", "acc_comfort", "pg_loss", "v_loss", "entropy", "train_accuracy", "p_critical_mean"):
+        assert col in df and df[col].notna().any(), col
+    if kl != "none":
+        assert df["mean_kl"].iloc[1:].notna().all() and df["weight_other"].iloc[1:].notna().all()
+    if kl == "standard":
+        assert (df["weight_other"].iloc[1:] == 1.0).all()
+    cfg = rl_config("tiny", model_dir=str(tiny_checkpoint), kl=kl)
+    path = run_dir(cfg)
+    before, after = load_file(tiny_checkpoint / "model.safetensors"), load_file(path / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the policy moved
+    metrics, crit = load_run(path)
+    assert len(metrics) == 3 and {"step", "operand", "name", "p_correct", "round"} <= set(crit)
+    assert json.loads((path / "critkl.json").read_text())["kind"] == "rl"
+    # cache hit: same frame, nothing retrained
+    again = finetune(cfg, progress=False, on_round=lambda r: pytest.fail("retrained a cached run"))
+    pd.testing.assert_frame_equal(again, metrics)
+
+
+def test_resume_matches_uninterrupted(tiny_checkpoint, tmp_path):
+    kw = dict(preset="tiny", model_dir=str(tiny_checkpoint), kl="prioritized", rounds=3, progress=False)
+    full = finetune(home=tmp_path / "a", **kw)
+
+    def stop(r):
+        if r == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(home=tmp_path / "b", on_round=stop, **kw)
+    rounds = []
+    resumed = finetune(home=tmp_path / "b", on_round=rounds.append, **kw)
+    assert rounds == [2, 3]
+    cols = ["round", "acc_plus", "acc_comfort", "pg_loss", "mean_kl", "p_critical_mean"]
+    pd.testing.assert_frame_equal(full[cols], resumed[cols])
+
+
+def test_alpha_zero_prioritized_equals_standard(tiny_checkpoint, tmp_path):
+    kw = dict(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, progress=False)
+    a = finetune(home=tmp_path, kl="standard", **kw)
+    b = finetune(home=tmp_path, kl="prioritized", alpha=0.0, **kw)
+    cols = ["acc_plus", "pg_loss", "weighted_kl", "mean_kl", "p_critical_mean"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+
+
+def test_cli_finetune_errors(capsys, tiny_checkpoint):
+    with pytest.raises(SystemExit):
+        cli_main(["finetune", "--model", str(tiny_checkpoint), "--kl", "bogus"])
+    assert cli_main(["finetune", "--preset", "tiny", "--model", str(tiny_checkpoint), "--alpha", "-3"]) == 2
+    assert "alpha=-3.0" in capsys.readouterr().err
