@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from critkl import pretrain, pretrain_config, task
+from critkl import pretrain, pretrain_config
 from critkl.model import build_model, n_params
-from critkl.pretrain import lm_loss, make_batch
+from critkl.pretrain import lm_loss, make_batch, sample_batch
 from critkl.tokenizer import build_tokenizer
 
 
@@ -32,7 +32,8 @@ def throughput(cfg, steps: int) -> float:
     for i in range(steps + 3):
         if i == 3:
             t0, tokens = time.perf_counter(), 0
-        ids, mask, labels = make_batch(tok, [task.sample_comfort(cfg.max_digits, rng) for _ in range(cfg.batch_size)])
+        problems, aux = sample_batch(cfg, rng)
+        ids, mask, labels = make_batch(tok, problems, aux=aux)
         loss = lm_loss(model, ids, mask, labels)
         opt.zero_grad()
         loss.backward()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ARCHS = ("llama", "gpt2")
+AUX_TASKS = ("none", "modsum")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -71,6 +72,10 @@ class PretrainConfig:
     n_embd: int = _f(128, "hidden width")
     n_head: int = _f(4, "attention heads")
     n_positions: int = _f(2048, "maximum sequence length")
+    aux_task: str = _f("none", "auxiliary 'general' task mixed into pre-training: none, or modsum (digit-wise "
+                       "sum mod 10 in the same scratchpad format under the operator %)", choices=AUX_TASKS, omit_default=True)
+    aux_fraction: float = _f(0.0, "fraction of each batch drawn from the auxiliary task", omit_default=True)
+    aux_max_digits: int = _f(8, "auxiliary operands have 1..aux_max_digits digits", omit_default=True)
     seed: int = _f(0, "seeds data, initialisation and evaluation sampling")
     batch_size: int = _f(32, "sequences per optimizer step")
     lr: float = _f(1e-3, "peak AdamW learning rate")
@@ -96,6 +101,11 @@ class PretrainConfig:
         _positive(self, ["warmup_steps", "weight_decay", "grad_clip", "eval_extra_digits"], strict=False)
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+        _choice("aux_task", self.aux_task, AUX_TASKS)
+        if not 0 <= self.aux_fraction < 1 or (self.aux_task == "none") != (self.aux_fraction == 0):
+            raise ValueError(f"aux_fraction={self.aux_fraction} must be in (0, 1) with an aux_task and 0 "
+                             f"without one (aux_task={self.aux_task!r})")
+        _positive(self, ["aux_max_digits"])
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(arch=self.arch, n_layer=self.n_layer, n_embd=self.n_embd,
@@ -103,7 +113,8 @@ class PretrainConfig:
 
     @property
     def name(self) -> str:
-        return f"N{self.max_digits}-{self.arch}-{self.preset}-s{self.seed}"
+        aux = f"-{self.aux_task}{self.aux_max_digits}x{self.aux_fraction:g}" if self.aux_task != "none" else ""
+        return f"N{self.max_digits}-{self.arch}{aux}-{self.preset}-s{self.seed}"
 
 
 PRETRAIN_PRESETS: dict[str, dict] = {
@@ -132,9 +143,12 @@ def _known(cls, overrides: dict) -> None:
 
 
 def cache_dict(cfg) -> dict:
-    """The fields that define a result (device and other run-time choices excluded)."""
+    """The fields that define a result (device and other run-time choices excluded). Fields added after
+    results were cached (``omit_default``) enter the key only when they differ from their default, so
+    older cached results keep their keys."""
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-            if f.metadata.get("cache_key", True)}
+            if f.metadata.get("cache_key", True)
+            and not (f.metadata.get("omit_default") and getattr(cfg, f.name) == f.default)}
 
 
 def cache_key(cfg) -> str:

@@ -38,13 +38,14 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
-def make_batch(tok, problems: list[tuple[int, int]], device=None):
+def make_batch(tok, problems: list[tuple[int, int]], device=None, aux: list[bool] | None = None):
     """``(input_ids, attention_mask, labels)``: prompt + scratchpad + eos, right-padded, labels only on
-    the target (the scratchpad and eos), -100 elsewhere."""
+    the target (the scratchpad and eos), -100 elsewhere. ``aux[i]`` makes example i a modsum one."""
     rows, labels = [], []
-    for a, b in problems:
-        p = encode(tok, task.prompt(a, b))
-        t = encode(tok, task.scratchpad(a, b)) + [tok.eos_token_id]
+    for i, (a, b) in enumerate(problems):
+        is_aux = aux is not None and aux[i]
+        p = encode(tok, (task.modsum_prompt if is_aux else task.prompt)(a, b))
+        t = encode(tok, (task.modsum_scratchpad if is_aux else task.scratchpad)(a, b)) + [tok.eos_token_id]
         rows.append(p + t)
         labels.append([IGNORE] * len(p) + t)
     width = max(map(len, rows))
@@ -88,6 +89,15 @@ def accuracy_by_digits(model, tok, digit_lengths, n: int, seed: int, temperature
         rows.append(dict(digits=d, accuracy=correct / n, n=n, temperature=temperature))
     model.train(was_training)
     return pd.DataFrame(rows)
+
+
+def sample_batch(cfg: PretrainConfig, rng: np.random.Generator):
+    """``(problems, aux_flags)`` of one batch: comfort-zone additions, and with probability
+    ``aux_fraction`` per example an auxiliary problem with operands of 1..aux_max_digits digits."""
+    if cfg.aux_task == "none":
+        return [task.sample_comfort(cfg.max_digits, rng) for _ in range(cfg.batch_size)], None
+    flags = list(rng.random(cfg.batch_size) < cfg.aux_fraction)
+    return [task.sample_comfort(cfg.aux_max_digits if f else cfg.max_digits, rng) for f in flags], flags
 
 
 def checkpoint_dir(cfg: PretrainConfig, home: Path | None = None) -> Path:
@@ -155,8 +165,8 @@ def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, pro
     while step < cfg.max_steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        ids, mask, labels = make_batch(tok, [task.sample_comfort(cfg.max_digits, rng)
-                                             for _ in range(cfg.batch_size)], device)
+        problems, aux = sample_batch(cfg, rng)
+        ids, mask, labels = make_batch(tok, problems, device, aux)
         loss = lm_loss(model, ids, mask, labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pre-training loss became {loss.item()} at step {step}; "

@@ -89,7 +89,7 @@ def update(policy, value_head, opt, batch: Batch, cfg: RLConfig, generator: torc
             loss, terms = total_loss(per_token_pg, per_token_v, per_token_entropy, per_token_kl,
                                      per_token_weight, sub_mask, cfg.vf_coef, cfg.ent_coef, cfg.beta)
             if not torch.isfinite(loss):
-                bad = {k: float(v) for k, v in terms.items()}
+                bad = {k: float(v.detach()) for k, v in terms.items()}
                 raise FloatingPointError(f"RL loss is {loss.item()} (terms {bad}); lower lr={cfg.lr} or beta={cfg.beta}")
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -48,7 +48,7 @@ def max_new_tokens(level: int, k: int) -> int:
 def terminal_rewards(mask: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
     """Ternary reward: +1 (correct) or -1 (wrong) on each episode's last token, 0 elsewhere."""
     rewards = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
-    last = (mask.sum(1) - 1).clamp(min=0)
+    last = (mask.long().sum(1) - 1).clamp(min=0)
     rewards[torch.arange(len(last), device=mask.device), last] = correct.float() * 2 - 1
     return rewards
 

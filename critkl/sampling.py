@@ -12,11 +12,51 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from .model import autocast
 from .tokenizer import decode, encode
 
 END_SCRATCH = "</scratch>"
+
+
+class GrowingLayer(DynamicLayer):
+    """A KV-cache layer that writes into a preallocated buffer (doubled when full) and returns views.
+
+    ``DynamicLayer`` concatenates the whole cache at every step, so sampling L tokens copies O(L^2)
+    memory; on a small model that copy was a third of the sampling time. Same values, same API."""
+
+    def lazy_initialization(self, key_states, value_states):
+        super().lazy_initialization(key_states, value_states)
+        self._len = 0
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        n = key_states.shape[-2]
+        if self._len == 0 or self._len + n > self._kbuf.shape[-2]:
+            cap = max(2 * (self._len + n), 64)
+            shape = (*key_states.shape[:-2], cap, key_states.shape[-1])
+            kb, vb = key_states.new_empty(shape), value_states.new_empty(shape)
+            if self._len:
+                kb[..., :self._len, :] = self._kbuf[..., :self._len, :]
+                vb[..., :self._len, :] = self._vbuf[..., :self._len, :]
+            self._kbuf, self._vbuf = kb, vb
+        self._kbuf[..., self._len:self._len + n, :] = key_states
+        self._vbuf[..., self._len:self._len + n, :] = value_states
+        self._len += n
+        self.keys, self.values = self._kbuf[..., :self._len, :], self._vbuf[..., :self._len, :]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self._len if self.is_initialized else 0
+
+
+def new_cache(model) -> DynamicCache:
+    """A ``DynamicCache`` whose layers are ``GrowingLayer``s."""
+    cache = DynamicCache(config=model.config)
+    cache.layers = [GrowingLayer() for _ in cache.layers]
+    return cache
 
 
 @dataclass
@@ -91,12 +131,14 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int, temperature: f
     done = torch.zeros(B, dtype=torch.bool, device=device)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
 
-    cache = DynamicCache(config=model.config)
+    cache = new_cache(model)
     positions = position_ids(mask)
-    full_mask = mask
+    P = ids.shape[1]
+    # Preallocated attention mask: generated tokens always attend (finished rows are masked later).
+    full_mask = torch.cat([mask, torch.ones((B, max_new_tokens), dtype=mask.dtype, device=device)], 1)
     step_ids, toks, lps, ents, vals, alive = ids, [], [], [], [], []
-    for _ in range(max_new_tokens):
-        logits, values, _, cache = forward(model, step_ids, full_mask, value_head, cache, positions)
+    for step in range(max_new_tokens):
+        logits, values, _, cache = forward(model, step_ids, full_mask[:, :P + step], value_head, cache, positions)
         logits = logits[:, -1]
         if temperature == 0:
             logp = F.log_softmax(logits, -1)
@@ -121,7 +163,6 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int, temperature: f
         if done.all():
             break
         step_ids = a[:, None]
-        full_mask = torch.cat([full_mask, torch.ones_like(step_ids)], 1)
         positions = positions[:, -1:] + 1
     comp = torch.stack(toks, 1)
     cmask = torch.stack(alive, 1).long()

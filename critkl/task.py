@@ -32,6 +32,10 @@ def _fmt_list(ds: list[int]) -> str:
 
 def scratchpad(a: int, b: int) -> str:
     """The target that follows ``prompt(a, b)``: ``\\n<scratch>\\n ... </scratch>\\n<answer digits>\\n``."""
+    return _scratchpad(a, b, carry_rule=True)
+
+
+def _scratchpad(a: int, b: int, carry_rule: bool) -> str:
     _check_operands(a, b)
     da, db = _digits(a), _digits(b)
     acc: list[int] = []
@@ -43,10 +47,10 @@ def scratchpad(a: int, b: int) -> str:
         s = x + y + carry
         lines.append(
             f"{_fmt_list(da)} + {_fmt_list(db)} , A={_fmt_list(acc)} , C={carry} , "
-            f"{x}+{y}+{carry}={s} , A->{s % 10} , C->{s // 10}"
+            f"{x}+{y}+{carry}={s} , A->{s % 10} , C->{s // 10 if carry_rule else 0}"
         )
         acc = [s % 10] + acc
-        carry = s // 10
+        carry = s // 10 if carry_rule else 0
         da, db = da[:-1], db[:-1]
     if carry:  # a final carry becomes the leading answer digit
         acc = [carry] + acc
@@ -54,6 +58,32 @@ def scratchpad(a: int, b: int) -> str:
     lines.append(f"[] + [] , A={_fmt_list(acc)} C={carry} , END")
     answer = " ".join(str(d) for d in acc)
     return "\n<scratch>\n" + "\n".join(lines) + "\n</scratch>\n" + answer + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# An auxiliary "general" task (regime notes): digit-wise sum modulo 10 in the very same scratchpad format,
+# under its own operator ``%``. Every list, accumulator and line mechanic is shared with addition; only
+# the carry differs (always 0). It can be trained on long operands to stand in for the general prior
+# that the paper's GPT-2 models bring, without being separable from addition by the list mechanics.
+
+
+def modsum_prompt(a: int, b: int) -> str:
+    """``"Input:\n{a}%{b}\nTarget:"``: the auxiliary task's prompt."""
+    _check_operands(a, b)
+    return f"Input:\n{a}%{b}\nTarget:"
+
+
+def modsum_scratchpad(a: int, b: int) -> str:
+    """Addition's scratchpad with the carry dropped: each line writes ``x+y+0=s , A->s%10 , C->0``."""
+    return _scratchpad(a, b, carry_rule=False)
+
+
+def modsum(a: int, b: int) -> int:
+    """Digit-wise sum modulo 10 (no carries), e.g. modsum(56, 789) = 735."""
+    da, db = str(a)[::-1], str(b)[::-1]
+    n = max(len(da), len(db))
+    ds = [(int(da[i]) if i < len(da) else 0) + (int(db[i]) if i < len(db) else 0) for i in range(n)]
+    return int("".join(str(d % 10) for d in reversed(ds)))
 
 
 def full_text(a: int, b: int) -> str:

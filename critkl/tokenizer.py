@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerFast
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 SPECIALS = (PAD, EOS, UNK)
 # Every character the task can produce (see critkl.task), sorted for a stable vocabulary.
-CHARS = "".join(sorted(set("0123456789" "Input:\nTarget<scratch>/[],+ =-ACEND")))
+CHARS = "".join(sorted(set("0123456789" "Input:\nTarget<scratch>/[],+ =-ACEND" "%")))  # % : modsum task
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:

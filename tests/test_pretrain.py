@@ -110,3 +110,53 @@ def test_cli_pretrain(capsys, _home):
                      "--eval-every", "4", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "N1-llama-tiny-s0" in out
+
+
+def test_aux_task_config_and_batches():
+    import numpy as np
+    from critkl.config import cache_key
+    from critkl.pretrain import sample_batch
+    base = pretrain_config("cpu", max_digits=3)
+    aux = pretrain_config("cpu", max_digits=3, aux_task="modsum", aux_fraction=0.5, aux_max_digits=6)
+    assert cache_key(base) != cache_key(aux) and "modsum6x0.5" in aux.name
+    # fields added later leave the keys of older configs unchanged when at their default
+    assert "aux_task" not in __import__("critkl.config", fromlist=["cache_dict"]).cache_dict(base)
+    problems, flags = sample_batch(dataclasses_replace(aux, batch_size=400), np.random.default_rng(0))
+    assert 0.4 < np.mean(flags) < 0.6
+    assert max(len(str(x)) for (p, f) in zip(problems, flags) if f for x in p) == 6
+    assert max(len(str(x)) for (p, f) in zip(problems, flags) if not f for x in p) == 3
+    tok = build_tokenizer()
+    ids, mask, labels = make_batch(tok, [(12, 34), (12, 34)], aux=[False, True])
+    assert decode(tok, ids[1][mask[1].bool()]).startswith("Input:\n12%34")
+    with pytest.raises(ValueError, match="aux_fraction"):
+        pretrain_config("cpu", aux_task="modsum")
+    with pytest.raises(ValueError, match="aux_task='copy'"):
+        pretrain_config("cpu", aux_task="copy", aux_fraction=0.5)
+
+
+def dataclasses_replace(cfg, **kw):
+    import dataclasses
+    return dataclasses.replace(cfg, **kw)
+
+
+def test_nan_pretraining_loss_stops(monkeypatch, _home):
+    import importlib
+    pt = importlib.import_module("critkl.pretrain")  # (critkl.pretrain is also the function)
+    monkeypatch.setattr(pt, "lm_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(FloatingPointError, match="loss became nan at step 0"):
+        pretrain(preset="tiny", max_digits=2, progress=False)
+    assert not list((_home / "pretrain").glob("*[!l]"))  # no finished checkpoint
+
+
+def test_cuda_request_without_cuda(_home):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="no CUDA"):
+        pretrain(preset="tiny", max_digits=2, device="cuda", progress=False)
+    assert not _home.exists()
+
+
+def test_pretrain_with_aux_task_runs(_home):
+    path = pretrain(preset="tiny", max_digits=2, aux_task="modsum", aux_fraction=0.5, aux_max_digits=3,
+                    max_steps=3, eval_every=3, progress=False)
+    assert "modsum3x0.5" in path.name and (path / "critkl.json").is_file()

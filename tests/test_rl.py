@@ -92,3 +92,32 @@ def test_cli_finetune_errors(capsys, tiny_checkpoint):
         cli_main(["finetune", "--model", str(tiny_checkpoint), "--kl", "bogus"])
     assert cli_main(["finetune", "--preset", "tiny", "--model", str(tiny_checkpoint), "--alpha", "-3"]) == 2
     assert "alpha=-3.0" in capsys.readouterr().err
+
+
+def test_paper_style_minibatches_and_ppo(tiny_checkpoint, tmp_path):
+    """The paper's small token minibatches (many optimizer steps per collect) and the PPO option run."""
+    df = finetune(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, minibatch_tokens=256, algo="ppo",
+                  estimator="k3", home=tmp_path, progress=False)
+    assert df["pg_loss"].notna().iloc[1] and df["mean_kl"].iloc[1] >= 0
+
+
+def test_cuda_request_without_cuda_fails_early(tiny_checkpoint, _home):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="no CUDA"):
+        finetune(preset="tiny", model_dir=str(tiny_checkpoint), device="cuda", progress=False)
+    assert not _home.exists()
+
+
+def test_nan_loss_stops_with_message(tiny_checkpoint, tmp_path, monkeypatch):
+    import critkl.rl as rl
+
+    def nan_loss(*args, **kwargs):
+        loss, terms = real(*args, **kwargs)
+        return loss * float("nan"), terms
+
+    real = rl.total_loss
+    monkeypatch.setattr(rl, "total_loss", nan_loss)
+    with pytest.raises(FloatingPointError, match="RL loss is nan"):
+        finetune(preset="tiny", model_dir=str(tiny_checkpoint), home=tmp_path, progress=False)
+    assert not list((tmp_path / "rl").glob("*[!l]"))  # only the .partial folder, no finished run

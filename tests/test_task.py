@@ -120,3 +120,14 @@ def test_split_validation_and_determinism():
 
 def test_max_text_length():
     assert task.max_text_length(2) == len(task.full_text(99, 99))
+
+
+def test_modsum_auxiliary_task():
+    assert task.modsum(56, 789) == 735 and task.modsum(99, 1) == 90 and task.modsum(0, 0) == 0
+    assert task.modsum_prompt(56, 789) == "Input:\n56%789\nTarget:"
+    s = task.modsum_scratchpad(56, 789)
+    assert s.split("\n")[2] == "[5,6] + [7,8,9] , A=[] , C=0 , 6+9+0=15 , A->5 , C->0"
+    assert s.endswith("[] + [] , A=[7,3,5] C=0 , END\n</scratch>\n7 3 5\n")
+    assert task.parse_answer(s) == task.modsum(56, 789)
+    # addition is untouched by the shared code path
+    assert task.scratchpad(56, 789) == PAPER_EXAMPLE[len(task.prompt(56, 789)):]
