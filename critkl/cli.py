@@ -19,7 +19,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip=("preset",)) -
         if f.name in skip:
             continue
         typ = hints[f.name]
-        kw = dict(default=None, help=f"{f.metadata.get('help', '')} [default: {f.default!r}]")
+        kw = dict(default=None, help=f"{f.metadata.get('help', '')} [{cls.__name__} default: {f.default!r}; "
+                                      "the chosen --preset may set another, see below]")
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         parser.add_argument("--" + f.name.replace("_", "-"), type=typ, **kw)
@@ -35,12 +36,19 @@ def main(argv=None) -> int:
                                 "pre-train, fine-tune with RL, measure critical tokens.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    pp = sub.add_parser("pretrain", help="pre-train (or load from the cache) a model up to N digits")
+    def presets_epilog(presets):
+        return "presets (values they set over the defaults):\n" + "\n".join(
+            f"  {name}: {', '.join(f'{k}={v}' for k, v in vals.items()) or '(the defaults)'}"
+            for name, vals in presets.items())
+
+    pp = sub.add_parser("pretrain", help="pre-train (or load from the cache) a model up to N digits",
+                        epilog=presets_epilog(PRETRAIN_PRESETS), formatter_class=argparse.RawDescriptionHelpFormatter)
     pp.add_argument("--preset", default="cpu", choices=tuple(PRETRAIN_PRESETS))
     add_dataclass_args(pp, PretrainConfig)
     pp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    pf = sub.add_parser("finetune", help="RL fine-tuning with no / standard / prioritized KL")
+    pf = sub.add_parser("finetune", help="RL fine-tuning with no / standard / prioritized KL",
+                        epilog=presets_epilog(RL_PRESETS), formatter_class=argparse.RawDescriptionHelpFormatter)
     pf.add_argument("--preset", default="cpu", choices=tuple(RL_PRESETS))
     pf.add_argument("--model", dest="model_dir", required=True, help="pre-trained checkpoint folder")
     add_dataclass_args(pf, RLConfig, skip=("preset", "model_dir"))
@@ -74,7 +82,8 @@ def main(argv=None) -> int:
         elif args.command == "critical":
             from .critical import certainty_delta, measure, summarize, table1, tracking_problems
             from .model import load_checkpoint
-            model, tok, info = load_checkpoint(args.model)
+            from .model import select_device
+            model, tok, info = load_checkpoint(args.model, select_device("auto"))
             level = int(info["config"]["max_digits"])
             probs = tracking_problems(level, args.k, args.n, args.seed)
             print(summarize(measure(model, tok, probs, level, args.temperature, args.ref_temperature,

@@ -56,7 +56,8 @@ MODEL_PRESETS: dict[str, dict] = {
     "tiny": dict(arch="llama", n_layer=2, n_embd=32, n_head=2, n_positions=1024),
     "cpu": dict(arch="llama", n_layer=4, n_embd=128, n_head=4, n_positions=2048),
     # GPT-2 small's shape with a character vocabulary, as the paper's reference models.
-    "paper": dict(arch="gpt2", n_layer=12, n_embd=768, n_head=12, n_positions=1024),
+    # 2048 positions: a 13-digit scratchpad is 1,224 characters, plus2 episodes up to ~1,450 + 100.
+    "paper": dict(arch="gpt2", n_layer=12, n_embd=768, n_head=12, n_positions=2048),
 }
 
 
@@ -101,6 +102,11 @@ class PretrainConfig:
         _positive(self, ["warmup_steps", "weight_decay", "grad_clip", "eval_extra_digits"], strict=False)
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+        from .task import max_text_length
+        longest = max_text_length(self.max_digits + self.eval_extra_digits) + 1
+        if self.arch == "gpt2" and longest > self.n_positions:
+            raise ValueError(f"n_positions={self.n_positions} is too short for max_digits={self.max_digits} "
+                             f"(+{self.eval_extra_digits} evaluated): texts reach {longest} tokens")
         _choice("aux_task", self.aux_task, AUX_TASKS)
         if not 0 <= self.aux_fraction < 1 or (self.aux_task == "none") != (self.aux_fraction == 0):
             raise ValueError(f"aux_fraction={self.aux_fraction} must be in (0, 1) with an aux_task and 0 "

@@ -96,8 +96,8 @@ def entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` over ``mask`` (denominator clamped to 1)."""
-    mask = mask.to(x.dtype)
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+    # where(), not x * mask: an inf at a padded position (exp of a pad log-ratio) must not become NaN.
+    return torch.where(mask.bool(), x, torch.zeros_like(x)).sum() / mask.to(x.dtype).sum().clamp(min=1.0)
 
 
 def gae(rewards, values, mask, gamma: float = 1.0, lam: float = 0.95):

@@ -39,8 +39,11 @@ def build_model(cfg: ModelConfig, tok) -> PreTrainedModel:
                          tie_word_embeddings=True, **common)
         return LlamaForCausalLM(hf)
     if cfg.arch == "gpt2":
+        # No dropout: rollouts, the reference and the update must see the same function (a KL of 0 and
+        # a PPO ratio of 1 at the start), and resumed runs must be bit-identical.
         hf = GPT2Config(n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                        n_positions=cfg.n_positions, **common)
+                        n_positions=cfg.n_positions, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        **common)
         return GPT2LMHeadModel(hf)
     raise ValueError(f"unknown arch {cfg.arch!r}; allowed: llama, gpt2")
 

@@ -80,7 +80,7 @@ def accuracy_by_digits(model, tok, digit_lengths, n: int, seed: int, temperature
         rng = np.random.default_rng([seed, d])
         gen = torch.Generator(device=device).manual_seed(seed * 1000 + d)
         problems = [task.sample_same_length(d, rng) for _ in range(n)]
-        max_new = task.max_text_length(d) - len(task.prompt(0, 0)) + 20
+        max_new = task.max_scratchpad_length(d) + 20
         correct = 0
         for i in range(0, n, batch_size):
             chunk = problems[i:i + batch_size]
@@ -150,6 +150,8 @@ def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, pro
                                   f"{str(partial)!r} to restart this run from scratch") from e
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
+        if st.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(st["cuda_rng"])
         step, elapsed, tokens, evals, log = st["step"], st["elapsed"], st["tokens"], st["evals"], st["log"]
 
     digit_lengths = range(1, cfg.max_digits + cfg.eval_extra_digits + 1)
@@ -188,6 +190,7 @@ def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, pro
         if step % cfg.ckpt_every == 0 and step < cfg.max_steps:
             _save_state(state_file, dict(model=model.state_dict(), opt=opt.state_dict(), step=step,
                                          rng=rng.bit_generator.state, torch_rng=torch.get_rng_state(),
+                                         cuda_rng=torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                                          elapsed=elapsed, tokens=tokens, evals=evals, log=log))
         if on_step is not None:
             on_step(step)

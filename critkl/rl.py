@@ -8,6 +8,7 @@ w(s) = 1 (standard), J(s)^alpha (prioritized) or 0 (none). Runs are cached by co
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import time
@@ -124,9 +125,19 @@ def run_dir(cfg: RLConfig, home: Path | None = None) -> Path:
         f"N{info['config']['max_digits']}-plus{cfg.k}-{cfg.kl}-{cfg.preset}-s{cfg.seed}-{_key(cfg, info)}")
 
 
+def weights_digest(model_dir) -> str:
+    """Short sha256 of a checkpoint's weights file."""
+    h = hashlib.sha256()
+    with open(Path(model_dir) / "model.safetensors", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
 def _key(cfg: RLConfig, info: dict) -> str:
-    # The checkpoint is identified by its own cache key, not by the folder it happens to sit in.
-    return cache_key(dataclasses.replace(cfg, model_dir=info.get("cache_key", cfg.model_dir)))
+    # The checkpoint is identified by its config key and its weights, not by the folder it sits in.
+    ident = f"{info.get('cache_key', '')}:{weights_digest(cfg.model_dir)}"
+    return cache_key(dataclasses.replace(cfg, model_dir=ident))
 
 
 def finetune(cfg: RLConfig | None = None, *, home: Path | None = None, progress: bool = True,
@@ -144,11 +155,15 @@ def finetune(cfg: RLConfig | None = None, *, home: Path | None = None, progress:
     if info.get("kind") != "pretrain":
         raise CheckpointError(f"{cfg.model_dir!r} is a {info.get('kind')!r} checkpoint; RL starts from a "
                               "pre-trained one (kind 'pretrain')")
+    level = int(info["config"]["max_digits"])
+    longest = task.max_text_length(level + cfg.k) + 100
+    if info["config"].get("arch") == "gpt2" and longest > int(info["config"]["n_positions"]):
+        raise ValueError(f"k={cfg.k}: plus{cfg.k} episodes reach {longest} tokens, beyond the checkpoint's "
+                         f"n_positions={info['config']['n_positions']}")
     final = run_dir(cfg, home)
     if (final / "metrics.csv").is_file():
         return pd.read_csv(final / "metrics.csv")
     device = select_device(cfg.device)
-    level = int(info["config"]["max_digits"])
 
     policy, tok, _ = load_checkpoint(cfg.model_dir, device)
     ref = None
@@ -197,6 +212,9 @@ def finetune(cfg: RLConfig | None = None, *, home: Path | None = None, progress:
                                   f"{str(partial)!r} to restart the run") from e
         rng.bit_generator.state = st["rng"]
         sample_gen.set_state(st["sample_gen"]); shuffle_gen.set_state(st["shuffle_gen"])
+        torch.set_rng_state(st["torch_rng"])
+        if st.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(st["cuda_rng"])
         rows, crits, start, elapsed = st["rows"], st["crits"], st["round"], st["elapsed"]
     partial.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter() - elapsed
@@ -224,7 +242,9 @@ def finetune(cfg: RLConfig | None = None, *, home: Path | None = None, progress:
         tmp = state_file.with_suffix(".tmp")
         torch.save(dict(policy=policy.state_dict(), value_head=value_head.state_dict(), opt=opt.state_dict(),
                         rng=rng.bit_generator.state, sample_gen=sample_gen.get_state(),
-                        shuffle_gen=shuffle_gen.get_state(), rows=rows, crits=crits, round=r + 1,
+                        shuffle_gen=shuffle_gen.get_state(), torch_rng=torch.get_rng_state(),
+                        cuda_rng=torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                        rows=rows, crits=crits, round=r + 1,
                         elapsed=time.perf_counter() - t0), tmp)
         tmp.replace(state_file)
         if on_round is not None:

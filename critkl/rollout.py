@@ -42,7 +42,7 @@ class Batch:
 
 def max_new_tokens(level: int, k: int) -> int:
     """The paper's episode limit: the longest possible scratchpad (operands of level+k digits) + 100."""
-    return task.max_text_length(level + k) - len(task.prompt(0, 0)) + 100
+    return task.max_scratchpad_length(level + k) + 100
 
 
 def terminal_rewards(mask: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:

@@ -186,6 +186,12 @@ class Split:
         return [f() for _ in range(n)]
 
 
+def max_scratchpad_length(n_digits: int) -> int:
+    """Characters in the longest scratchpad (target) with operands of at most ``n_digits`` digits."""
+    big = 10**n_digits - 1
+    return len(scratchpad(big, big))
+
+
 def max_text_length(n_digits: int) -> int:
     """Characters in the longest prompt + scratchpad with operands of at most ``n_digits`` digits."""
     big = 10**n_digits - 1

@@ -160,3 +160,9 @@ def test_pretrain_with_aux_task_runs(_home):
     path = pretrain(preset="tiny", max_digits=2, aux_task="modsum", aux_fraction=0.5, aux_max_digits=3,
                     max_steps=3, eval_every=3, progress=False)
     assert "modsum3x0.5" in path.name and (path / "critkl.json").is_file()
+
+
+def test_gpt2_positions_must_fit_the_texts(_home):
+    with pytest.raises(ValueError, match="n_positions=64 is too short"):
+        pretrain(preset="tiny", max_digits=2, arch="gpt2", n_positions=64, progress=False)
+    assert not _home.exists()
