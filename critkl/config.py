@@ -193,6 +193,8 @@ class RLConfig:
     episodes_per_collect: int = _f(50, "episodes sampled per collect (paper: 50)")
     rounds: int = _f(8, "collect/update/evaluate rounds (paper: 8 = 400 episodes)")
     minibatch_tokens: int = _f(2, "transitions (tokens) per optimizer step; 0 = all of a collect (paper: 2)")
+    minibatch_episodes: int = _f(0, "if > 0, minibatches are groups of this many whole episodes instead of "
+                                 "random tokens (one forward per episode per pass: cheap on CPU)", omit_default=True)
     update_epochs: int = _f(1, "passes over each collect (paper: 1)")
     gamma: float = _f(1.0, "discount (paper: 1)")
     gae_lambda: float = _f(0.95, "GAE lambda (paper: 0.95)")
@@ -219,7 +221,7 @@ class RLConfig:
             raise ValueError(f"alpha={self.alpha} must be >= 0 (0 gives the standard KL)")
         _positive(self, ["temperature", "ref_temperature", "lr", "episodes_per_collect", "rounds",
                          "update_epochs", "value_hidden", "eval_plus", "max_grad_norm", "k"])
-        _positive(self, ["beta", "vf_coef", "ent_coef", "minibatch_tokens", "eval_comfort",
+        _positive(self, ["beta", "vf_coef", "ent_coef", "minibatch_tokens", "minibatch_episodes", "eval_comfort",
                          "track_critical", "clip"], strict=False)
         if not (self.eval_temperature == -1 or self.eval_temperature >= 0):
             raise ValueError(f"eval_temperature={self.eval_temperature} must be -1 (training temperature) or >= 0")

@@ -125,7 +125,8 @@ def total_loss(per_token_pg, per_token_v, per_token_entropy, per_token_kl, per_t
     terms for logging under the same names."""
     terms = dict(pg_loss=masked_mean(per_token_pg, mask), v_loss=masked_mean(per_token_v, mask),
                  entropy=masked_mean(per_token_entropy, mask),
-                 kl=masked_mean(per_token_kl, mask),
-                 weighted_kl=masked_mean(per_token_weight * per_token_kl, mask))
-    loss = terms["pg_loss"] + vf_coef * terms["v_loss"] - ent_coef * terms["entropy"] + beta * terms["weighted_kl"]
+                 kl_loss=masked_mean(per_token_kl, mask),
+                 weighted_kl_loss=masked_mean(per_token_weight * per_token_kl, mask))
+    loss = (terms["pg_loss"] + vf_coef * terms["v_loss"] - ent_coef * terms["entropy"]
+            + beta * terms["weighted_kl_loss"])
     return loss, terms

@@ -59,13 +59,21 @@ def update(policy, value_head, opt, batch: Batch, cfg: RLConfig, generator: torc
     policy.train()
     mask = batch.mask
     idx = mask.nonzero()  # (n_tokens, 2): (episode, position) of every transition
-    mb = cfg.minibatch_tokens or len(idx)
     sums: dict[str, float] = {}
     n = 0
     for _ in range(cfg.update_epochs):
-        perm = torch.randperm(len(idx), generator=generator).to(idx.device)
-        for s in range(0, len(idx), mb):
-            sel = idx[perm[s:s + mb]]
+        if cfg.minibatch_episodes:  # whole episodes: all tokens of the chosen episodes
+            order = torch.randperm(mask.shape[0], generator=generator).tolist()
+            chunks = [torch.isin(idx[:, 0], torch.tensor(order[s:s + cfg.minibatch_episodes], device=idx.device))
+                      for s in range(0, len(order), cfg.minibatch_episodes)]
+            selections = [idx[c] for c in chunks]
+        else:  # random transitions, as the paper's minibatches of 2 tokens
+            mb = cfg.minibatch_tokens or len(idx)
+            perm = torch.randperm(len(idx), generator=generator).to(idx.device)
+            selections = [idx[perm[s:s + mb]] for s in range(0, len(idx), mb)]
+        for sel in selections:
+            if len(sel) == 0:
+                continue
             rows = sel[:, 0].unique()
             local = torch.searchsorted(rows, sel[:, 0].contiguous())
             sub_mask = torch.zeros((len(rows), mask.shape[1]), dtype=torch.float32, device=mask.device)

@@ -98,4 +98,4 @@ def test_total_loss_sums_terms():
     loss, t = losses.total_loss(one * 1, one * 2, one * 3, one * 4, one * 0.5, m, vf_coef=0.1,
                                 ent_coef=0.01, beta=5.0)
     assert loss.item() == pytest.approx(1 + 0.1 * 2 - 0.01 * 3 + 5 * 0.5 * 4)
-    assert t["kl"].item() == 4 and t["weighted_kl"].item() == 2
+    assert t["kl_loss"].item() == 4 and t["weighted_kl_loss"].item() == 2

@@ -44,6 +44,7 @@ def test_not_a_checkpoint(tmp_path, _home):
 def test_finetune_smoke(kl, tiny_checkpoint):
     df = finetune(preset="tiny", model_dir=str(tiny_checkpoint), kl=kl, progress=False)
     assert list(df["round"]) == [0, 1, 2] and list(df["episodes"]) == [0, 4, 8]
+    assert (df["kl"] == kl).all()  # the variant column is not overwritten by a loss term
     for col in ("acc_plus", "acc_comfort", "pg_loss", "v_loss", "entropy", "train_accuracy", "p_critical_mean"):
         assert col in df and df[col].notna().any(), col
     if kl != "none":
@@ -83,7 +84,7 @@ def test_alpha_zero_prioritized_equals_standard(tiny_checkpoint, tmp_path):
     kw = dict(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, progress=False)
     a = finetune(home=tmp_path, kl="standard", **kw)
     b = finetune(home=tmp_path, kl="prioritized", alpha=0.0, **kw)
-    cols = ["acc_plus", "pg_loss", "weighted_kl", "mean_kl", "p_critical_mean"]
+    cols = ["acc_plus", "pg_loss", "weighted_kl_loss", "mean_kl", "p_critical_mean"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
 
 
@@ -121,3 +122,11 @@ def test_nan_loss_stops_with_message(tiny_checkpoint, tmp_path, monkeypatch):
     with pytest.raises(FloatingPointError, match="RL loss is nan"):
         finetune(preset="tiny", model_dir=str(tiny_checkpoint), home=tmp_path, progress=False)
     assert not list((tmp_path / "rl").glob("*[!l]"))  # only the .partial folder, no finished run
+
+
+def test_episode_minibatches(tiny_checkpoint, tmp_path):
+    df = finetune(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, minibatch_episodes=2, home=tmp_path,
+                  progress=False)
+    assert df["loss"].notna().iloc[1]
+    with pytest.raises(ValueError, match="minibatch_episodes=-1"):
+        finetune(preset="tiny", model_dir=str(tiny_checkpoint), minibatch_episodes=-1, home=tmp_path)
