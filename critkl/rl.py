@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import task
 from .config import RLConfig, cache_dict, cache_key, critkl_home, rl_config
 from .critical import critical_probabilities, tracking_problems
-from .losses import (entropy, kl_estimate, kl_weight, masked_mean, pg_loss_a2c, pg_loss_ppo, total_loss,
+from .losses import (entropy, gae, kl_estimate, kl_weight, masked_mean, pg_loss_a2c, pg_loss_ppo, total_loss,
                      value_loss)
 from .model import CheckpointError, load_checkpoint, read_info, save_checkpoint, select_device
 from .rollout import Batch, accuracy, collect
@@ -108,6 +108,20 @@ def update(policy, value_head, opt, batch: Batch, cfg: RLConfig, generator: torc
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n += 1
     return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def center_critic(value_head: ValueHead, batch: Batch, cfg: RLConfig) -> None:
+    """Make the critic output the first collect's mean episode reward everywhere, and recompute that
+    collect's advantages with it: with 70 % of episodes at -1, a random critic leaves almost every
+    sampled token with a negative advantage (results/README.md)."""
+    last = value_head.net[-1]
+    mean_reward = batch.rewards.sum(1).mean()
+    last.weight.zero_()
+    last.bias.fill_(float(mean_reward))
+    mask = batch.mask
+    batch.gen.values = torch.full(mask.shape, float(mean_reward), device=mask.device) * mask
+    batch.advantages, batch.returns = gae(batch.rewards, batch.gen.values, mask, cfg.gamma, cfg.gae_lambda)
 
 
 def collect_stats(batch: Batch, cfg: RLConfig) -> dict:
@@ -237,6 +251,8 @@ def finetune(cfg: RLConfig | None = None, *, home: Path | None = None, progress:
         t_collect = time.perf_counter()
         batch = collect(policy, value_head, ref, tok, problems, level, cfg.k, cfg.temperature,
                         cfg.ref_temperature, cfg.gamma, cfg.gae_lambda, sample_gen, need_ref=cfg.uses_reference)
+        if r == 0 and cfg.value_init == "mean_return":
+            center_critic(value_head, batch, cfg)
         t_update = time.perf_counter()
         terms = update(policy, value_head, opt, batch, cfg, shuffle_gen)
         t_eval = time.perf_counter()

@@ -130,3 +130,44 @@ def test_episode_minibatches(tiny_checkpoint, tmp_path):
     assert df["loss"].notna().iloc[1]
     with pytest.raises(ValueError, match="minibatch_episodes=-1"):
         finetune(preset="tiny", model_dir=str(tiny_checkpoint), minibatch_episodes=-1, home=tmp_path)
+
+
+def test_center_critic(tiny_checkpoint, tmp_path):
+    df = finetune(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, value_init="mean_return",
+                  home=tmp_path, progress=False)
+    assert df["loss"].notna().iloc[1]
+    with pytest.raises(ValueError, match="value_init='zero'"):
+        finetune(preset="tiny", model_dir=str(tiny_checkpoint), value_init="zero", home=tmp_path)
+
+
+def test_update_follows_the_advantage_sign(tiny_checkpoint):
+    """One A2C step with A = +1 on episode 0 and -1 on episode 1 (no value, entropy or KL terms) raises
+    the log-probability of episode 0's tokens and lowers episode 1's."""
+    import dataclasses
+
+    from critkl import task
+    from critkl.model import load_checkpoint
+    from critkl.rl import ValueHead, update
+    from critkl.rollout import collect
+    from critkl.sampling import completion_logits, token_logprobs
+
+    policy, tok, _ = load_checkpoint(tiny_checkpoint)
+    torch.manual_seed(0)
+    vh = ValueHead(policy.config.hidden_size, 8)
+    problems = task.Split("plus", 2, 1).sample(2, __import__("numpy").random.default_rng(0))
+    batch = collect(policy, vh, None, tok, problems, 2, 1, 1.0, 1.0, 1.0, 0.95, torch.Generator().manual_seed(0),
+                    need_ref=False)
+    batch.advantages = torch.stack([torch.ones_like(batch.advantages[0]), -torch.ones_like(batch.advantages[1])])
+    cfg = dataclasses.replace(rl_config("tiny", model_dir="x"), kl="none", vf_coef=0.0, ent_coef=0.0, lr=1e-3,
+                              temperature=1.0)
+
+    def episode_logp():
+        with torch.no_grad():
+            lg, _, _ = completion_logits(policy, batch.gen)
+            return (token_logprobs(lg, batch.gen.completion_ids, 1.0) * batch.mask).sum(1)
+
+    before = episode_logp()
+    opt = torch.optim.SGD(list(policy.parameters()) + list(vh.parameters()), lr=1e-2)
+    update(policy, vh, opt, batch, cfg, torch.Generator().manual_seed(0))
+    after = episode_logp()
+    assert after[0] > before[0] and after[1] < before[1]
