@@ -26,7 +26,7 @@ from critkl.losses import certainty, entropy, kl_k2, kl_weight, pg_loss_a2c, val
 from critkl.model import build_model, load_checkpoint
 from critkl.pretrain import checkpoint_dir
 from critkl.rl import ValueHead, update
-from critkl.rollout import collect, max_new_tokens, terminal_rewards
+from critkl.rollout import collect, terminal_rewards
 from critkl.losses import gae
 from critkl.tokenizer import build_tokenizer, decode, encode
 
@@ -51,8 +51,8 @@ def load(model_dir):
 def baseline(policy, ref, value_head, tok, problems, level, k, cfg, opt):
     """Two environments at a time, full forward per token, minibatches of 2 transitions."""
     T = cfg.temperature
-    nl, eos = encode(tok, "\n")[0], tok.eos_token_id
-    limit = max_new_tokens(level, k)
+    eos = tok.eos_token_id
+    limit = task.episode_limit(level, k)
     g = torch.Generator().manual_seed(0)
     transitions = []  # (prefix ids, action, advantage, return)
     t0 = time.perf_counter()

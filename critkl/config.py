@@ -14,6 +14,7 @@ from pathlib import Path
 
 ARCHS = ("llama", "gpt2")
 AUX_TASKS = ("none", "modsum")
+VALUE_INITS = ("random", "mean_return")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -209,7 +210,7 @@ class RLConfig:
     value_hidden: int = _f(128, "width of the critic's two hidden layers (paper: 128)")
     value_init: str = _f("random", "critic output at the start: random (the paper's), or mean_return (its "
                          "last layer set to the first collect's mean reward, so early advantages are centred)",
-                         choices=("random", "mean_return"), omit_default=True)
+                         choices=VALUE_INITS, omit_default=True)
     eval_plus: int = _f(100, "plus-k evaluation episodes per round (paper: 100)")
     eval_comfort: int = _f(20, "comfort-zone evaluation episodes per round (paper: 20)")
     eval_temperature: float = _f(-1.0, "evaluation sampling temperature; -1 = the training temperature "
@@ -224,7 +225,7 @@ class RLConfig:
         _choice("algo", self.algo, ALGOS)
         _choice("device", self.device, DEVICES)
         _choice("preset", self.preset, tuple(RL_PRESETS) + ("custom",))
-        _choice("value_init", self.value_init, ("random", "mean_return"))
+        _choice("value_init", self.value_init, VALUE_INITS)
         if self.alpha < 0:
             raise ValueError(f"alpha={self.alpha} must be >= 0 (0 gives the standard KL)")
         _positive(self, ["temperature", "ref_temperature", "lr", "episodes_per_collect", "rounds",

@@ -138,7 +138,7 @@ def certainty_delta(model, tok, level: int, k: int = 1, n_generations: int = 50,
     problems = task.Split("plus", level, k).sample(n_generations, rng)
     device = next(model.parameters()).device
     gen_rng = torch.Generator(device=device).manual_seed(seed)
-    max_new = task.max_scratchpad_length(level + k) + 100
+    max_new = task.episode_limit(level, k)
     gen = generate(model, tok, [task.prompt(a, b) for a, b in problems], max_new, temperature, gen_rng)
     logits, _, _ = completion_logits(model, gen)
     cert = certainty(logits, ref_temperature)

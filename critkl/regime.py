@@ -8,7 +8,6 @@ configuration tried.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

@@ -71,9 +71,7 @@ def update(policy, value_head, opt, batch: Batch, cfg: RLConfig, generator: torc
             mb = cfg.minibatch_tokens or len(idx)
             perm = torch.randperm(len(idx), generator=generator).to(idx.device)
             selections = [idx[perm[s:s + mb]] for s in range(0, len(idx), mb)]
-        for sel in selections:
-            if len(sel) == 0:
-                continue
+        for sel in selections:  # never empty: every episode has at least one token
             rows = sel[:, 0].unique()
             local = torch.searchsorted(rows, sel[:, 0].contiguous())
             sub_mask = torch.zeros((len(rows), mask.shape[1]), dtype=torch.float32, device=mask.device)

@@ -40,11 +40,6 @@ class Batch:
         return self.gen.completion_mask
 
 
-def max_new_tokens(level: int, k: int) -> int:
-    """The paper's episode limit: the longest possible scratchpad (operands of level+k digits) + 100."""
-    return task.max_scratchpad_length(level + k) + 100
-
-
 def terminal_rewards(mask: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
     """Ternary reward: +1 (correct) or -1 (wrong) on each episode's last token, 0 elsewhere."""
     rewards = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
@@ -60,7 +55,7 @@ def collect(policy, value_head, ref_model, tok, problems, level: int, k: int, te
     """Sample one episode per problem and prepare the update (see module docstring)."""
     policy.eval()
     t0 = time.perf_counter()
-    gen = generate(policy, tok, [task.prompt(a, b) for a, b in problems], max_new_tokens(level, k),
+    gen = generate(policy, tok, [task.prompt(a, b) for a, b in problems], task.episode_limit(level, k),
                    temperature, generator, value_head=value_head)
     t1 = time.perf_counter()
     device = gen.completion_ids.device
@@ -90,6 +85,6 @@ def collect(policy, value_head, ref_model, tok, problems, level: int, k: int, te
 def accuracy(policy, tok, problems, level: int, k: int, temperature: float, generator) -> float:
     """Binary reward (accuracy) of one sampled episode per problem; greedy when temperature == 0."""
     policy.eval()
-    gen = generate(policy, tok, [task.prompt(a, b) for a, b in problems], max_new_tokens(level, k),
+    gen = generate(policy, tok, [task.prompt(a, b) for a, b in problems], task.episode_limit(level, k),
                    temperature, generator)
     return float(np.mean([task.is_correct(t, a, b) for t, (a, b) in zip(gen.texts, problems)]))

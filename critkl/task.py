@@ -45,12 +45,13 @@ def _scratchpad(a: int, b: int, carry_rule: bool) -> str:
         x = da[-1] if da else 0
         y = db[-1] if db else 0
         s = x + y + carry
+        carry_out = s // 10 if carry_rule else 0
         lines.append(
             f"{_fmt_list(da)} + {_fmt_list(db)} , A={_fmt_list(acc)} , C={carry} , "
-            f"{x}+{y}+{carry}={s} , A->{s % 10} , C->{s // 10 if carry_rule else 0}"
+            f"{x}+{y}+{carry}={s} , A->{s % 10} , C->{carry_out}"
         )
         acc = [s % 10] + acc
-        carry = s // 10 if carry_rule else 0
+        carry = carry_out
         da, db = da[:-1], db[:-1]
     if carry:  # a final carry becomes the leading answer digit
         acc = [carry] + acc
@@ -190,6 +191,12 @@ def max_scratchpad_length(n_digits: int) -> int:
     """Characters in the longest scratchpad (target) with operands of at most ``n_digits`` digits."""
     big = 10**n_digits - 1
     return len(scratchpad(big, big))
+
+
+def episode_limit(level: int, k: int) -> int:
+    """The paper's episode limit in generated characters: the longest possible scratchpad with operands
+    of level+k digits, plus 100."""
+    return max_scratchpad_length(level + k) + 100
 
 
 def max_text_length(n_digits: int) -> int:

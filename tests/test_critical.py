@@ -7,7 +7,6 @@ from critkl.critical import (certainty_delta, critical_probabilities, locate, me
                              teacher_forced)
 from critkl.model import build_model
 from critkl.plots import render_html
-from critkl.sampling import left_pad
 from critkl.tokenizer import build_tokenizer, encode
 
 
