@@ -1,10 +1,11 @@
 """Experiment (b), one or more seeds: no KL vs standard KL vs prioritized KL from one checkpoint.
 
-    python benchmarks/kl_experiment.py --model DIR --seeds 0 1 2 [--temperature 1 --alpha 1000 --ref-temperature 1]
+    python benchmarks/kl_experiment.py --model DIR --seeds 0 1 2 [--beta B --alpha A --ref-temperature T ...]
 
 Writes every run's metrics (one row per evaluation, config columns included) to --out/metrics.csv and
 critical-token tracking to --out/critical.csv, then prints the accuracy gap prioritized - standard at the
-final episode budget (mean and 95 % CI over seeds, t-interval).
+final episode budget (mean and 95 % CI over seeds, t-interval). Options left out take the ``cpu`` RL preset's
+values.
 """
 import argparse
 import time
@@ -22,10 +23,11 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--variants", nargs="+", default=["none", "standard", "prioritized"])
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--alpha", type=float, default=1000.0)
-    p.add_argument("--ref-temperature", type=float, default=1.0)
-    p.add_argument("--beta", type=float, default=5.0)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--alpha", type=float, default=None)
+    p.add_argument("--ref-temperature", type=float, default=None)
+    p.add_argument("--beta", type=float, default=None)
+    p.add_argument("--k", type=int, default=1, help="train and evaluate on plus-k problems")
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--minibatch-episodes", type=int, default=None)
@@ -35,7 +37,7 @@ def main():
     metrics, crits = [], []
     for seed in args.seeds:
         for kl in args.variants:
-            cfg = rl_config("cpu", model_dir=args.model, kl=kl, seed=seed, temperature=args.temperature,
+            cfg = rl_config("cpu", model_dir=args.model, kl=kl, seed=seed, k=args.k, temperature=args.temperature,
                             alpha=args.alpha, ref_temperature=args.ref_temperature, beta=args.beta,
                             rounds=args.rounds, lr=args.lr, minibatch_episodes=args.minibatch_episodes,
                             episodes_per_collect=args.episodes_per_collect)

@@ -113,6 +113,8 @@ class PretrainConfig:
             raise ValueError(f"aux_fraction={self.aux_fraction} must be in (0, 1) with an aux_task and 0 "
                              f"without one (aux_task={self.aux_task!r})")
         _positive(self, ["aux_max_digits"])
+        if self.aux_task == "none":  # irrelevant without an aux task: keep it out of the cache key
+            self.aux_max_digits = type(self).__dataclass_fields__["aux_max_digits"].default
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(arch=self.arch, n_layer=self.n_layer, n_embd=self.n_embd,
@@ -127,7 +129,9 @@ class PretrainConfig:
 PRETRAIN_PRESETS: dict[str, dict] = {
     "tiny": dict(**MODEL_PRESETS["tiny"], batch_size=8, max_steps=20, warmup_steps=2, eval_every=20,
                  eval_samples=4, ckpt_every=5, eval_extra_digits=1),
-    "cpu": dict(**MODEL_PRESETS["cpu"]),
+    # The regime chosen in results/summary.md: 30 % of batches are modsum problems with operands of up to
+    # 6 digits (N + 3 for the default N = 3; pass --aux-max-digits for other N).
+    "cpu": dict(**MODEL_PRESETS["cpu"], aux_task="modsum", aux_fraction=0.3, aux_max_digits=6),
     "paper": dict(**MODEL_PRESETS["paper"], batch_size=64, lr=3e-4, max_steps=20000, warmup_steps=500,
                   eval_every=1000, eval_samples=128, ckpt_every=500),
 }
@@ -177,6 +181,9 @@ def critkl_home() -> Path:
 KL_VARIANTS = ("none", "standard", "prioritized")
 KL_ESTIMATORS = ("k1", "k2", "k3")
 ALGOS = ("a2c", "ppo")
+LOSS_AVERAGES = ("token", "episode")
+REWARDS = ("ternary", "binary")
+BASELINES = ("critic", "none")
 
 
 @dataclass
@@ -200,6 +207,9 @@ class RLConfig:
     minibatch_tokens: int = _f(2, "transitions (tokens) per optimizer step; 0 = all of a collect (paper: 2)")
     minibatch_episodes: int = _f(0, "if > 0, minibatches are groups of this many whole episodes instead of "
                                  "random tokens (one forward per episode per pass: cheap on CPU)", omit_default=True)
+    loss_average: str = _f("token", "how the loss averages over a minibatch: token (every token once, the "
+                           "paper's) or episode (every episode once, its tokens weighted 1 / its length)",
+                           choices=LOSS_AVERAGES, omit_default=True)
     update_epochs: int = _f(1, "passes over each collect (paper: 1)")
     gamma: float = _f(1.0, "discount (paper: 1)")
     gae_lambda: float = _f(0.95, "GAE lambda (paper: 0.95)")
@@ -211,6 +221,16 @@ class RLConfig:
     value_init: str = _f("random", "critic output at the start: random (the paper's), or mean_return (its "
                          "last layer set to the first collect's mean reward, so early advantages are centred)",
                          choices=VALUE_INITS, omit_default=True)
+    reward: str = _f("ternary", "terminal reward: ternary (+1 correct / -1 wrong, the paper's) or binary (1 / 0)",
+                     choices=REWARDS, omit_default=True)
+    baseline: str = _f("critic", "advantage baseline: critic (A2C with GAE, the paper's) or none (V = 0 in "
+                       "GAE: with a binary reward and gae_lambda 1, only successful episodes are reinforced)",
+                       choices=BASELINES, omit_default=True)
+    critic_warmup: int = _f(0, "collects at the start that only fit the critic (policy frozen, Monte-Carlo "
+                            "returns, critic_epochs passes at critic_lr), so the first policy updates get "
+                            "advantages from a critic that already knows where episodes fail", omit_default=True)
+    critic_epochs: int = _f(20, "passes over each warm-up collect", omit_default=True)
+    critic_lr: float = _f(1e-3, "Adam learning rate of the critic during the warm-up", omit_default=True)
     eval_plus: int = _f(100, "plus-k evaluation episodes per round (paper: 100)")
     eval_comfort: int = _f(20, "comfort-zone evaluation episodes per round (paper: 20)")
     eval_temperature: float = _f(-1.0, "evaluation sampling temperature; -1 = the training temperature "
@@ -226,11 +246,14 @@ class RLConfig:
         _choice("device", self.device, DEVICES)
         _choice("preset", self.preset, tuple(RL_PRESETS) + ("custom",))
         _choice("value_init", self.value_init, VALUE_INITS)
+        _choice("loss_average", self.loss_average, LOSS_AVERAGES)
+        _choice("reward", self.reward, REWARDS)
+        _choice("baseline", self.baseline, BASELINES)
         if self.alpha < 0:
             raise ValueError(f"alpha={self.alpha} must be >= 0 (0 gives the standard KL)")
         _positive(self, ["temperature", "ref_temperature", "lr", "episodes_per_collect", "rounds",
-                         "update_epochs", "value_hidden", "eval_plus", "max_grad_norm", "k"])
-        _positive(self, ["beta", "vf_coef", "ent_coef", "minibatch_tokens", "minibatch_episodes", "eval_comfort",
+                         "update_epochs", "value_hidden", "eval_plus", "critic_epochs", "critic_lr", "max_grad_norm", "k"])
+        _positive(self, ["beta", "vf_coef", "ent_coef", "minibatch_tokens", "minibatch_episodes", "critic_warmup", "eval_comfort",
                          "track_critical", "clip"], strict=False)
         if not (self.eval_temperature == -1 or self.eval_temperature >= 0):
             raise ValueError(f"eval_temperature={self.eval_temperature} must be -1 (training temperature) or >= 0")
@@ -248,8 +271,13 @@ RL_PRESETS: dict[str, dict] = {
     # learning rate raised to match; sampling at T = 1 (at the paper's T = 2 a 1M-parameter model fails
     # even in-distribution) and a certainty calibration measured on such a model (results/README.md):
     # reference T = 1, alpha = 1000 keeps weight ~1 on ordinary tokens and ~0 at uncertain critical ones.
+    # RL dynamics measured on the 1M-parameter model (results/summary.md): the paper's A2C with a ternary
+    # reward makes every tested variant collapse (negative advantages on long failed episodes generalise
+    # into "push everything down"); REINFORCE on successes (binary reward, no baseline, lambda 1) learns.
+    # beta 0.2: any tested beta (0.05..5) stops that learning (k2 is unbounded on explored tokens).
     "cpu": dict(lr=3e-5, episodes_per_collect=32, rounds=10, minibatch_tokens=0, minibatch_episodes=4,
-                eval_plus=64, eval_comfort=16, temperature=1.0, alpha=1000.0, ref_temperature=1.0),
+                eval_plus=64, eval_comfort=16, temperature=1.0, alpha=1000.0, ref_temperature=1.0,
+                reward="binary", baseline="none", gae_lambda=1.0, beta=0.2),
     "tiny": dict(lr=1e-3, episodes_per_collect=4, rounds=2, minibatch_tokens=0, eval_plus=4, eval_comfort=2,
                  track_critical=2, alpha=10.0, ref_temperature=1.0),
 }

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .config import KL_ESTIMATORS, KL_VARIANTS
+from .config import KL_ESTIMATORS, KL_VARIANTS, LOSS_AVERAGES
 
 
 def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -95,9 +95,26 @@ def entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` over ``mask`` (denominator clamped to 1)."""
+    """Weighted mean of ``x`` over ``mask`` (0/1 or non-negative weights); 0 for an empty mask."""
     # where(), not x * mask: an inf at a padded position (exp of a pad log-ratio) must not become NaN.
-    return torch.where(mask.bool(), x, torch.zeros_like(x)).sum() / mask.to(x.dtype).sum().clamp(min=1.0)
+    w = mask.to(x.dtype)
+    total = w.sum()
+    return torch.where(w > 0, x * w, torch.zeros_like(x)).sum() / torch.where(total > 0, total, 1.0)
+
+
+def token_weights(mask: torch.Tensor, average: str = "token") -> torch.Tensor:
+    """Per-token weights of the loss mean. ``token``: every token counts once (long episodes weigh more);
+    ``episode``: every episode counts once, each of its tokens 1 / its length."""
+    _check_average(average)
+    mask = mask.float()
+    if average == "token":
+        return mask
+    return mask / mask.sum(1, keepdim=True).clamp(min=1.0)
+
+
+def _check_average(average: str) -> None:
+    if average not in LOSS_AVERAGES:
+        raise ValueError(f"unknown loss average {average!r}; allowed: {', '.join(LOSS_AVERAGES)}")
 
 
 def gae(rewards, values, mask, gamma: float = 1.0, lam: float = 0.95):

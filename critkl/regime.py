@@ -40,6 +40,8 @@ def probe(path, n: int = 64, temperatures=(1.0, 2.0), seed: int = 0) -> dict:
         g = torch.Generator().manual_seed(seed)
         out[f"plus1_T{t:g}"] = accuracy(model, tok, plus1, N, 1, t, g)
         out[f"comfort_T{t:g}"] = accuracy(model, tok, comfort, N, 0, t, g)
+    plus2 = task.Split("plus", N, 2).sample(n, rng)
+    out["plus2_T1"] = accuracy(model, tok, plus2, N, 2, 1.0, torch.Generator().manual_seed(seed))
     df = measure(model, tok, tracking_problems(N, 1, n, seed), N, temperature=1.0, ref_temperature=1.0, alpha=1.0)
     crit, other = df[df.critical], df[~df.critical]
     first = crit[(crit.step == 1) & (crit.name == "n+1_comma")]

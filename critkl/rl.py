@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from . import task
 from .config import RLConfig, cache_dict, cache_key, critkl_home, rl_config
 from .critical import critical_probabilities, tracking_problems
-from .losses import (entropy, gae, kl_estimate, kl_weight, masked_mean, pg_loss_a2c, pg_loss_ppo, total_loss,
-                     value_loss)
+from .losses import (entropy, gae, kl_estimate, kl_weight, masked_mean, pg_loss_a2c, pg_loss_ppo, token_weights,
+                     total_loss, value_loss)
 from .model import CheckpointError, load_checkpoint, read_info, save_checkpoint, select_device
 from .rollout import Batch, accuracy, collect
 from .sampling import Generation, completion_logits, token_logprobs
@@ -59,6 +59,7 @@ def update(policy, value_head, opt, batch: Batch, cfg: RLConfig, generator: torc
     policy.train()
     mask = batch.mask
     idx = mask.nonzero()  # (n_tokens, 2): (episode, position) of every transition
+    weights = token_weights(mask, cfg.loss_average)
     sums: dict[str, float] = {}
     n = 0
     for _ in range(cfg.update_epochs):
@@ -75,7 +76,7 @@ def update(policy, value_head, opt, batch: Batch, cfg: RLConfig, generator: torc
             rows = sel[:, 0].unique()
             local = torch.searchsorted(rows, sel[:, 0].contiguous())
             sub_mask = torch.zeros((len(rows), mask.shape[1]), dtype=torch.float32, device=mask.device)
-            sub_mask[local, sel[:, 1]] = 1.0
+            sub_mask[local, sel[:, 1]] = weights[sel[:, 0], sel[:, 1]]
             gen = _rows(batch.gen, rows)
             logits, values, _ = completion_logits(policy, gen, value_head)
             actions = gen.completion_ids
@@ -120,6 +121,30 @@ def center_critic(value_head: ValueHead, batch: Batch, cfg: RLConfig) -> None:
     mask = batch.mask
     batch.gen.values = torch.full(mask.shape, float(mean_reward), device=mask.device) * mask
     batch.advantages, batch.returns = gae(batch.rewards, batch.gen.values, mask, cfg.gamma, cfg.gae_lambda)
+
+
+def warm_up_critic(policy, value_head: ValueHead, batch: Batch, cfg: RLConfig, generator: torch.Generator) -> float:
+    """Fit the critic alone on one collect: V(s_t) -> the episode's Monte-Carlo return (gamma = 1: its
+    terminal reward), ``cfg.critic_epochs`` passes in minibatches of 8 episodes, the policy untouched.
+    Returns the last pass's mean value loss."""
+    with torch.no_grad():
+        policy.eval()
+        _, _, hidden = completion_logits(policy, batch.gen)
+        hidden = hidden.float()
+    mask = batch.mask.float()
+    target = batch.rewards.sum(1, keepdim=True).expand_as(mask)
+    opt = torch.optim.Adam(value_head.parameters(), lr=cfg.critic_lr)
+    for _ in range(cfg.critic_epochs):
+        order = torch.randperm(mask.shape[0], generator=generator).to(mask.device)
+        losses = []
+        for s in range(0, len(order), 8):
+            rows = order[s:s + 8]
+            loss = masked_mean(value_loss(value_head(hidden[rows]).squeeze(-1), target[rows]), mask[rows])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    return float(np.mean(losses))
 
 
 def collect_stats(batch: Batch, cfg: RLConfig) -> dict:
@@ -243,12 +268,21 @@ def finetune(cfg: RLConfig | None = None, *, home: Path | None = None, progress:
         rows.append({**base, **row, "seconds": time.perf_counter() - t0})
         crits.append(crit)
 
+    if start == 0 and cfg.critic_warmup:
+        for _ in tqdm(range(cfg.critic_warmup), desc="critic warm-up", disable=not progress):
+            problems = task.Split("plus", level, cfg.k).sample(cfg.episodes_per_collect, rng)
+            batch = collect(policy, value_head, None, tok, problems, level, cfg.k, cfg.temperature,
+                            cfg.ref_temperature, cfg.gamma, cfg.gae_lambda, sample_gen, need_ref=False,
+                            reward=cfg.reward)
+            rows[0]["critic_warmup_v_loss"] = warm_up_critic(policy, value_head, batch, cfg, shuffle_gen)
+
     bar = tqdm(total=cfg.rounds, initial=start, desc=f"finetune {cfg.kl}", disable=not progress)
     for r in range(start, cfg.rounds):
         problems = task.Split("plus", level, cfg.k).sample(cfg.episodes_per_collect, rng)
         t_collect = time.perf_counter()
         batch = collect(policy, value_head, ref, tok, problems, level, cfg.k, cfg.temperature,
-                        cfg.ref_temperature, cfg.gamma, cfg.gae_lambda, sample_gen, need_ref=cfg.uses_reference)
+                        cfg.ref_temperature, cfg.gamma, cfg.gae_lambda, sample_gen, need_ref=cfg.uses_reference,
+                        reward=cfg.reward, baseline=cfg.baseline == "critic")
         if r == 0 and cfg.value_init == "mean_return":
             center_critic(value_head, batch, cfg)
         t_update = time.perf_counter()

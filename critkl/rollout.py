@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import task
+from .config import REWARDS
 from .critical import _critical_states, locate
 from .losses import certainty, gae
 from .sampling import Generation, completion_logits, generate, token_logprobs
@@ -40,19 +41,24 @@ class Batch:
         return self.gen.completion_mask
 
 
-def terminal_rewards(mask: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
-    """Ternary reward: +1 (correct) or -1 (wrong) on each episode's last token, 0 elsewhere."""
+def terminal_rewards(mask: torch.Tensor, correct: torch.Tensor, kind: str = "ternary") -> torch.Tensor:
+    """On each episode's last token, 0 elsewhere: ternary (the paper's) +1 correct / -1 wrong, or
+    binary 1 / 0."""
+    if kind not in REWARDS:
+        raise ValueError(f"unknown reward {kind!r}; allowed: {', '.join(REWARDS)}")
     rewards = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
     last = (mask.long().sum(1) - 1).clamp(min=0)
-    rewards[torch.arange(len(last), device=mask.device), last] = correct.float() * 2 - 1
+    rewards[torch.arange(len(last), device=mask.device), last] = (
+        correct.float() * 2 - 1 if kind == "ternary" else correct.float())
     return rewards
 
 
 @torch.no_grad()
 def collect(policy, value_head, ref_model, tok, problems, level: int, k: int, temperature: float,
             ref_temperature: float, gamma: float, lam: float, generator: torch.Generator,
-            need_ref: bool = True) -> Batch:
-    """Sample one episode per problem and prepare the update (see module docstring)."""
+            need_ref: bool = True, reward: str = "ternary", baseline: bool = True) -> Batch:
+    """Sample one episode per problem and prepare the update (see module docstring). ``baseline=False``
+    computes the advantages with V = 0 (REINFORCE without a baseline when ``lam == 1``)."""
     policy.eval()
     t0 = time.perf_counter()
     gen = generate(policy, tok, [task.prompt(a, b) for a, b in problems], task.episode_limit(level, k),
@@ -61,8 +67,9 @@ def collect(policy, value_head, ref_model, tok, problems, level: int, k: int, te
     device = gen.completion_ids.device
     correct = torch.tensor([task.is_correct(t, a, b) for t, (a, b) in zip(gen.texts, problems)], device=device)
     mask = gen.completion_mask
-    rewards = terminal_rewards(mask, correct)
-    advantages, returns = gae(rewards, gen.values, mask, gamma, lam)
+    rewards = terminal_rewards(mask, correct, reward)
+    values = gen.values if baseline else torch.zeros_like(gen.values)
+    advantages, returns = gae(rewards, values, mask, gamma, lam)
     ref_logprobs = ref_cert = None
     if need_ref:  # beta == 0 or kl == "none" skips the reference forward entirely (TRL)
         ref_logits, _, _ = completion_logits(ref_model, gen)

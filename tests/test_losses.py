@@ -99,3 +99,15 @@ def test_total_loss_sums_terms():
                                 ent_coef=0.01, beta=5.0)
     assert loss.item() == pytest.approx(1 + 0.1 * 2 - 0.01 * 3 + 5 * 0.5 * 4)
     assert t["kl_loss"].item() == 4 and t["weighted_kl_loss"].item() == 2
+
+
+def test_token_weights_per_episode():
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    assert losses.token_weights(mask, "token").tolist() == mask.float().tolist()
+    w = losses.token_weights(mask, "episode")
+    assert w.tolist() == [[0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0.0, 0.0]]
+    x = torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 3.0, 7.0, 7.0]])
+    assert losses.masked_mean(x, mask).item() == pytest.approx(10 / 6)  # the long episode weighs more
+    assert losses.masked_mean(x, w).item() == pytest.approx(2.0)        # each episode once: (1 + 3) / 2
+    with pytest.raises(ValueError, match="'sequence'"):
+        losses.token_weights(mask, "sequence")

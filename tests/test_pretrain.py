@@ -116,11 +116,14 @@ def test_aux_task_config_and_batches():
     import numpy as np
     from critkl.config import cache_key
     from critkl.pretrain import sample_batch
-    base = pretrain_config("cpu", max_digits=3)
-    aux = pretrain_config("cpu", max_digits=3, aux_task="modsum", aux_fraction=0.5, aux_max_digits=6)
+    base = pretrain_config("cpu", max_digits=3, aux_task="none", aux_fraction=0.0)
+    aux = pretrain_config("cpu", max_digits=3, aux_fraction=0.5)
     assert cache_key(base) != cache_key(aux) and "modsum6x0.5" in aux.name
-    # fields added later leave the keys of older configs unchanged when at their default
-    assert "aux_task" not in __import__("critkl.config", fromlist=["cache_dict"]).cache_dict(base)
+    assert pretrain_config("cpu").aux_task == "modsum"  # the chosen regime is the default
+    # fields added later leave the keys of older configs unchanged when at their default; without an
+    # aux task, aux_max_digits (set by the preset) does not enter the key either
+    assert {"aux_task", "aux_max_digits"}.isdisjoint(
+        __import__("critkl.config", fromlist=["cache_dict"]).cache_dict(base))
     problems, flags = sample_batch(dataclasses_replace(aux, batch_size=400), np.random.default_rng(0))
     assert 0.4 < np.mean(flags) < 0.6
     assert max(len(str(x)) for (p, f) in zip(problems, flags) if f for x in p) == 6
@@ -129,7 +132,7 @@ def test_aux_task_config_and_batches():
     ids, mask, labels = make_batch(tok, [(12, 34), (12, 34)], aux=[False, True])
     assert decode(tok, ids[1][mask[1].bool()]).startswith("Input:\n12%34")
     with pytest.raises(ValueError, match="aux_fraction"):
-        pretrain_config("cpu", aux_task="modsum")
+        pretrain_config("cpu", aux_task="modsum", aux_fraction=0.0)
     with pytest.raises(ValueError, match="aux_task='copy'"):
         pretrain_config("cpu", aux_task="copy", aux_fraction=0.5)
 

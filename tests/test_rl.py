@@ -16,6 +16,10 @@ def test_terminal_rewards():
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
     r = terminal_rewards(mask, torch.tensor([True, False]))
     assert r.tolist() == [[0, 0, 1, 0], [0, 0, 0, -1]]
+    r = terminal_rewards(mask, torch.tensor([True, False]), "binary")
+    assert r.tolist() == [[0, 0, 1, 0], [0, 0, 0, 0]]
+    with pytest.raises(ValueError, match="'unary'"):
+        terminal_rewards(mask, torch.tensor([True, False]), "unary")
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -25,6 +29,10 @@ def test_terminal_rewards():
     (dict(ref_temperature=-2.0), "ref_temperature=-2.0"),
     (dict(estimator="k9"), "estimator='k9'"),
     (dict(algo="sac"), "algo='sac'"),
+    (dict(reward="dense"), "reward='dense'"),
+    (dict(baseline="mean"), "baseline='mean'"),
+    (dict(loss_average="batch"), "loss_average='batch'"),
+    (dict(critic_warmup=-1), "critic_warmup=-1"),
 ])
 def test_bad_config_fails_early(kwargs, match, tiny_checkpoint, _home):
     with pytest.raises(ValueError, match=match):
@@ -171,3 +179,26 @@ def test_update_follows_the_advantage_sign(tiny_checkpoint):
     update(policy, vh, opt, batch, cfg, torch.Generator().manual_seed(0))
     after = episode_logp()
     assert after[0] > before[0] and after[1] < before[1]
+
+
+def test_reinforce_on_successes_and_critic_warmup(tiny_checkpoint, tmp_path):
+    """The cpu preset's REINFORCE (binary reward, no baseline, lambda 1): failed episodes get advantage 0
+    everywhere, successful ones their reward on every token; the warm-up fits the critic before round 1."""
+    import numpy as np
+
+    from critkl import task
+    from critkl.model import load_checkpoint
+    from critkl.rl import ValueHead
+    from critkl.rollout import collect
+
+    policy, tok, _ = load_checkpoint(tiny_checkpoint)
+    torch.manual_seed(0)
+    problems = task.Split("plus", 2, 1).sample(4, np.random.default_rng(0))
+    b = collect(policy, ValueHead(policy.config.hidden_size, 8), None, tok, problems, 2, 1, 1.0, 1.0, 1.0, 1.0,
+                torch.Generator().manual_seed(0), need_ref=False, reward="binary", baseline=False)
+    expected = b.correct.float()[:, None] * b.mask
+    assert torch.equal(b.advantages, expected)
+    df = finetune(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, reward="binary", baseline="none",
+                  gae_lambda=1.0, critic_warmup=1, critic_epochs=2, loss_average="episode", home=tmp_path,
+                  progress=False)
+    assert df["critic_warmup_v_loss"].iloc[0] >= 0 and df["loss"].notna().iloc[1]
