@@ -4,6 +4,10 @@ Each round: collect ``episodes_per_collect`` plus-k episodes (critkl.rollout), o
 tokens in minibatches of ``minibatch_tokens`` (A2C, or PPO as an option), then evaluate. The loss is
 ``critkl.losses.total_loss``: policy term + value term - entropy bonus + beta * w(s) * KL, with
 w(s) = 1 (standard), J(s)^alpha (prioritized) or 0 (none). Runs are cached by config and resumable.
+
+The paper's set-up is A2C: ternary reward, a critic, GAE lambda 0.95 (``--preset paper``). The ``cpu``
+preset reinforces successes only (binary reward, ``baseline="none"``, lambda 1): on a 1M-parameter model
+the negative advantages of failed episodes wreck the policy (results/README.md, "RL dynamics").
 """
 from __future__ import annotations
 
