@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from critkl.config import critkl_home
+from critkl.config import RLConfig, critkl_home
 
 CONFIG_COLUMNS = ["reward", "baseline", "gae_lambda", "critic_warmup", "loss_average", "value_init", "vf_coef",
                   "ent_coef", "beta", "lr", "minibatch_episodes", "rounds", "episodes_per_collect"]
@@ -33,8 +33,7 @@ def main():
         cfg = json.loads((d / "config.rl.json").read_text())
         m = pd.read_csv(f)
         for c in CONFIG_COLUMNS:
-            m[c] = cfg.get(c, {"reward": "ternary", "baseline": "critic", "critic_warmup": 0,
-                               "loss_average": "token", "value_init": "random"}.get(c))
+            m[c] = cfg.get(c, RLConfig.__dataclass_fields__[c].default)  # omitted from the key at its default
         m["run"] = d.name
         frames.append(m)
     out = Path(args.out)

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+from kl_experiment import _t975  # same directory: one t-table for both scripts
 
 
 def ci(x) -> str:
     x = np.asarray(x, dtype=float)
     if len(x) < 2:
         return f"{100 * x.mean():.1f} %"
-    half = x.std(ddof=1) / np.sqrt(len(x)) * T975.get(len(x) - 1, 1.96)
+    half = x.std(ddof=1) / np.sqrt(len(x)) * _t975(len(x) - 1)
     return f"{100 * x.mean():.1f} ± {100 * half:.1f} %"
 
 
@@ -52,35 +52,33 @@ def gap(m: pd.DataFrame) -> str:
     if not {"standard", "prioritized"} <= set(last):
         return ""
     d = (last.prioritized - last.standard).to_numpy()
-    half = d.std(ddof=1) / np.sqrt(len(d)) * T975.get(len(d) - 1, 1.96) if len(d) > 1 else float("nan")
+    half = d.std(ddof=1) / np.sqrt(len(d)) * _t975(len(d) - 1) if len(d) > 1 else float("nan")
     return (f"gap prioritized - standard at {int(m.episodes.max())} episodes: {100 * d.mean():+.1f} points "
             f"(95 % CI ± {100 * half:.1f}, {len(d)} seeds; per seed {', '.join(f'{100 * x:+.1f}' for x in d)})")
+
+
+def experiment_b(m: pd.DataFrame, title: str, details: bool) -> None:
+    print(f"## {title}\n")
+    print(curves(m, "kl"), "\n")
+    print(gap(m), "\n")
+    print(episodes_to(m, "kl", 0.1), "\n")
+    if details:
+        last = m[m.episodes == m.episodes.max()]
+        print("comfort zone at the end:", ", ".join(f"{k} {ci(g.acc_comfort)}" for k, g in last.groupby("kl")), "\n")
+        if "p_critical_mean" in m:
+            print("P(correct) at tracked critical tokens, start -> end:", ", ".join(
+                f"{k} {g[g.episodes == 0].p_critical_mean.mean():.3f} -> "
+                f"{g[g.episodes == g.episodes.max()].p_critical_mean.mean():.3f}" for k, g in m.groupby("kl")), "\n")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default="results")
     r = Path(p.parse_args().results)
-    b = r / "kl_N3_seeds5" / "metrics.csv"
-    if b.is_file():
-        m = pd.read_csv(b)
-        print("## Experiment (b)\n")
-        print(curves(m, "kl"), "\n")
-        print(gap(m), "\n")
-        print(episodes_to(m, "kl", 0.1), "\n")
-        last = m[m.episodes == m.episodes.max()]
-        print("comfort zone at the end:", ", ".join(f"{k} {ci(g.acc_comfort)}" for k, g in last.groupby("kl")), "\n")
-        if "p_critical_mean" in m:
-            print("P(correct) at tracked critical tokens, start -> end:", ", ".join(
-                f"{k} {g[g.episodes == 0].p_critical_mean.mean():.3f} -> {g[g.episodes == g.episodes.max()].p_critical_mean.mean():.3f}"
-                for k, g in m.groupby("kl")), "\n")
-    b10 = r / "kl_N3_seeds10" / "metrics.csv"
-    if b10.is_file():
-        m = pd.read_csv(b10)
-        print("## Experiment (b), standard vs prioritized, all seeds\n")
-        print(curves(m, "kl"), "\n")
-        print(gap(m), "\n")
-        print(episodes_to(m, "kl", 0.1), "\n")
+    for folder, title in [("kl_N3_seeds5", "Experiment (b)"),
+                          ("kl_N3_seeds10", "Experiment (b), standard vs prioritized, all seeds")]:
+        if (r / folder / "metrics.csv").is_file():
+            experiment_b(pd.read_csv(r / folder / "metrics.csv"), title, details=folder == "kl_N3_seeds5")
     abl = sorted((r / "ablation").glob("*/metrics.csv"))
     if abl:
         print("## Ablation (seed 0, prioritized)\n\n| setting | alpha | ref T | plus1 start | plus1 end | weight critical | weight other |\n|---|---|---|---|---|---|---|")
