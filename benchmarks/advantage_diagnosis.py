@@ -35,7 +35,7 @@ def main():
     for mode in args.modes:
         torch.manual_seed(0)
         policy, tok, info = load_checkpoint(args.model, "cpu")
-        level = int(info["config"]["max_digits"])
+        level = int(info["config"]["level"])
         cfg = dataclasses.replace(rl_config("cpu", model_dir=args.model), kl="none", vf_coef=0.0, ent_coef=0.0,
                                   algo=args.algo, gae_lambda=1.0)
         vh = ValueHead(policy.config.hidden_size)

@@ -24,7 +24,7 @@ def main():
     p.add_argument("--seed", type=int, default=5)
     args = p.parse_args()
     model, tok, info = load_checkpoint(args.model, "cpu")
-    level = int(info["config"]["max_digits"])
+    level = int(info["config"]["level"])
     problems = task.Split("plus", level, args.k).sample(args.n, np.random.default_rng(args.seed))
     gen = generate(model, tok, [task.prompt(a, b) for a, b in problems], task.episode_limit(level, args.k),
                    args.temperature, torch.Generator().manual_seed(0))

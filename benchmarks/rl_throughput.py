@@ -33,13 +33,13 @@ from critkl.tokenizer import build_tokenizer, decode, encode
 
 def load(model_dir):
     if model_dir is None:
-        cand = checkpoint_dir(pretrain_config("cpu", max_digits=3))
+        cand = checkpoint_dir(pretrain_config("cpu", level=3))
         if (cand / "critkl.json").is_file():
             model_dir = cand
     if model_dir is not None:
         policy, tok, info = load_checkpoint(model_dir)
         ref, _, _ = load_checkpoint(model_dir)
-        return policy, ref, tok, int(info["config"]["max_digits"]), str(model_dir)
+        return policy, ref, tok, int(info["config"]["level"]), str(model_dir)
     tok = build_tokenizer()
     torch.manual_seed(0)
     policy = build_model(pretrain_config("cpu").model_config(), tok)

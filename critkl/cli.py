@@ -43,13 +43,13 @@ def main(argv=None) -> int:
 
     pp = sub.add_parser("pretrain", help="pre-train (or load from the cache) a model up to N digits",
                         epilog=presets_epilog(PRETRAIN_PRESETS), formatter_class=argparse.RawDescriptionHelpFormatter)
-    pp.add_argument("--preset", default="cpu", choices=tuple(PRETRAIN_PRESETS))
+    pp.add_argument("--preset", default="cpu-modsum", choices=tuple(PRETRAIN_PRESETS) + ("cpu",))
     add_dataclass_args(pp, PretrainConfig)
     pp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     pf = sub.add_parser("finetune", help="RL fine-tuning with no / standard / prioritized KL",
                         epilog=presets_epilog(RL_PRESETS), formatter_class=argparse.RawDescriptionHelpFormatter)
-    pf.add_argument("--preset", default="cpu", choices=tuple(RL_PRESETS))
+    pf.add_argument("--preset", default="cpu-reinforce", choices=tuple(RL_PRESETS) + ("cpu",))
     pf.add_argument("--model", dest="model_dir", required=True, help="pre-trained checkpoint folder")
     add_dataclass_args(pf, RLConfig, skip=("preset", "model_dir"))
     pf.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
             from .model import load_checkpoint
             from .model import select_device
             model, tok, info = load_checkpoint(args.model, select_device("auto"))
-            level = int(info["config"]["max_digits"])
+            level = int(info["config"]["level"])
             probs = tracking_problems(level, args.k, args.n, args.seed)
             print(summarize(measure(model, tok, probs, level, args.temperature, args.ref_temperature,
                                     args.alpha)).to_string(index=False))

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,10 +66,10 @@ MODEL_PRESETS: dict[str, dict] = {
 # -------------------------------------------------------------------------------------------------
 @dataclass
 class PretrainConfig:
-    """Supervised pre-training on prompts + scratchpads with operands of 1..max_digits digits."""
+    """Supervised pre-training on prompts + scratchpads with operands of 1..level digits."""
 
-    max_digits: int = _f(3, "pre-training level N: operands have 1..N digits (paper: 7, 9, 11, 13)")
-    preset: str = _f("cpu", "preset that filled the defaults: " + ", ".join(MODEL_PRESETS))
+    level: int = _f(3, "pre-training level N: operands have 1..N digits (paper: 7, 9, 11, 13)")
+    preset: str = _f("cpu-modsum", "preset that filled the defaults: tiny, cpu-modsum or paper")
     arch: str = _f("llama", "see ModelConfig.arch", choices=ARCHS)
     n_layer: int = _f(4, "transformer blocks")
     n_embd: int = _f(128, "hidden width")
@@ -94,9 +95,10 @@ class PretrainConfig:
                      choices=DEVICES, cache_key=False)
 
     def __post_init__(self):
-        if isinstance(self.max_digits, bool) or not isinstance(self.max_digits, int) or self.max_digits < 1:
-            raise ValueError(f"max_digits={self.max_digits!r} must be an integer >= 1")
-        _choice("preset", self.preset, tuple(MODEL_PRESETS) + ("custom",))
+        if isinstance(self.level, bool) or not isinstance(self.level, int) or self.level < 1:
+            raise ValueError(f"level={self.level!r} must be an integer >= 1")
+        self.preset = resolve_preset(type(self), self.preset)
+        _choice("preset", self.preset, tuple(PRETRAIN_PRESETS) + ("custom",))
         _choice("device", self.device, DEVICES)
         self.model_config()  # validates the architecture fields
         _positive(self, ["batch_size", "lr", "max_steps", "eval_every", "eval_samples", "ckpt_every"])
@@ -104,9 +106,9 @@ class PretrainConfig:
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
         from .task import max_text_length
-        longest = max_text_length(self.max_digits + self.eval_extra_digits) + 1
+        longest = max_text_length(self.level + self.eval_extra_digits) + 1
         if self.arch == "gpt2" and longest > self.n_positions:
-            raise ValueError(f"n_positions={self.n_positions} is too short for max_digits={self.max_digits} "
+            raise ValueError(f"n_positions={self.n_positions} is too short for level={self.level} "
                              f"(+{self.eval_extra_digits} evaluated): texts reach {longest} tokens")
         _choice("aux_task", self.aux_task, AUX_TASKS)
         if not 0 <= self.aux_fraction < 1 or (self.aux_task == "none") != (self.aux_fraction == 0):
@@ -123,27 +125,42 @@ class PretrainConfig:
     @property
     def name(self) -> str:
         aux = f"-{self.aux_task}{self.aux_max_digits}x{self.aux_fraction:g}" if self.aux_task != "none" else ""
-        return f"N{self.max_digits}-{self.arch}{aux}-{self.preset}-s{self.seed}"
+        return f"N{self.level}-{self.arch}{aux}-{self.preset}-s{self.seed}"
 
 
 PRETRAIN_PRESETS: dict[str, dict] = {
     "tiny": dict(**MODEL_PRESETS["tiny"], batch_size=8, max_steps=20, warmup_steps=2, eval_every=20,
                  eval_samples=4, ckpt_every=5, eval_extra_digits=1),
-    # The regime chosen in results/summary.md: 30 % of batches are modsum problems with operands of up to
-    # 6 digits (N + 3 for the default N = 3; pass --aux-max-digits for other N).
-    "cpu": dict(**MODEL_PRESETS["cpu"], aux_task="modsum", aux_fraction=0.3, aux_max_digits=6),
+    # The CPU regime (results/regime_search.csv): the 4 x 128 Llama, 30 % of each batch modsum problems
+    # with operands of up to 6 digits (N + 3 for the default N = 3; pass --aux-max-digits for other N).
+    "cpu-modsum": dict(**MODEL_PRESETS["cpu"], aux_task="modsum", aux_fraction=0.3, aux_max_digits=6),
     "paper": dict(**MODEL_PRESETS["paper"], batch_size=64, lr=3e-4, max_steps=20000, warmup_steps=500,
                   eval_every=1000, eval_samples=128, ckpt_every=500),
 }
 
 
-def pretrain_config(preset: str = "cpu", **overrides) -> PretrainConfig:
+def pretrain_config(preset: str = "cpu-modsum", **overrides) -> PretrainConfig:
     """A ``PretrainConfig`` from a named preset plus overrides (``None`` values are ignored)."""
     return _from_preset(PretrainConfig, PRETRAIN_PRESETS, preset, overrides)
 
 
 # -------------------------------------------------------------------------------------------------
+# Old preset names, kept as deprecated aliases: "cpu" did not say that it mixes modsum into pre-training
+# and switches RL to binary-reward REINFORCE.
+PRESET_ALIASES = {"PretrainConfig": {"cpu": "cpu-modsum"}, "RLConfig": {"cpu": "cpu-reinforce"}}
+
+
+def resolve_preset(cls, preset: str) -> str:
+    """The current name of ``preset`` for ``cls``; an old alias warns (FutureWarning) and maps to it."""
+    new = PRESET_ALIASES.get(cls.__name__, {}).get(preset)
+    if new is not None:
+        warnings.warn(f"preset {preset!r} is deprecated; it is now called {new!r}", FutureWarning, stacklevel=3)
+        return new
+    return preset
+
+
 def _from_preset(cls, presets: dict, preset: str, overrides: dict):
+    preset = resolve_preset(cls, preset)
     _choice("preset", preset, tuple(presets))
     _known(cls, overrides)
     values = {**presets[preset], **{k: v for k, v in overrides.items() if v is not None}}
@@ -167,8 +184,12 @@ def cache_dict(cfg) -> dict:
 
 
 def cache_key(cfg) -> str:
-    """A short stable hash of ``cache_dict(cfg)``: same config, same key, same cached result."""
-    blob = json.dumps({"type": type(cfg).__name__, **cache_dict(cfg)}, sort_keys=True, default=str)
+    """A short stable hash of ``cache_dict(cfg)`` and the task's text format: same config and format,
+    same key, same cached result. A change of ``critkl.task.FORMAT_VERSION`` changes every key, so no
+    model or run trained on another scratchpad text is ever loaded."""
+    from .task import FORMAT_VERSION
+    blob = json.dumps({"type": type(cfg).__name__, "format": FORMAT_VERSION, **cache_dict(cfg)},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -191,16 +212,20 @@ class RLConfig:
     """RL fine-tuning on longer operands (plus-k problems) with a KL penalty toward the pre-trained model."""
 
     model_dir: str = _f("", "critkl pre-trained checkpoint folder (the policy's start and the reference)")
-    preset: str = _f("cpu", "preset that filled the defaults: cpu, paper or tiny")
+    preset: str = _f("cpu-reinforce", "preset that filled the defaults: tiny, cpu-reinforce or paper")
     kl: str = _f("prioritized", "KL variant: none, standard (weight 1) or prioritized (weight J(s)^alpha)",
                  choices=KL_VARIANTS)
     estimator: str = _f("k2", "per-token KL estimator k1, k2 or k3 (paper: k2)", choices=KL_ESTIMATORS)
     beta: float = _f(5.0, "KL coefficient (paper: 5 in the KL experiment, 10 in the level experiment)")
     alpha: float = _f(150.0, "certainty exponent of the prioritized weight (the paper's beta = 150)")
     ref_temperature: float = _f(4.0, "temperature of the reference distribution in the certainty (paper: 4)")
+    certainty: str = _f("max_prob", "certainty form J(s): max_prob (1 + log max p / log|V|, the released code's, "
+                        "the one our calibration was measured with) or entropy (the paper's Eq. 2, normalized "
+                        "negentropy)", choices=("max_prob", "entropy"))
     temperature: float = _f(2.0, "sampling temperature of the policy; the KL uses pi_ref at the same one (paper: 2)")
     algo: str = _f("a2c", "a2c (the paper's) or ppo (clipped)", choices=ALGOS)
-    k: int = _f(1, "train on plus-k problems: one operand has N+k digits")
+    extra_digits: int = _f(1, "train on plus-k problems, k = extra_digits: one operand has level + k digits "
+                           "(the paper: 1 in the KL experiment, 2 in the level experiment)")
     lr: float = _f(1e-6, "Adam learning rate (paper: 1e-6)")
     episodes_per_collect: int = _f(50, "episodes sampled per collect (paper: 50)")
     rounds: int = _f(8, "collect/update/evaluate rounds (paper: 8 = 400 episodes)")
@@ -244,15 +269,17 @@ class RLConfig:
         _choice("estimator", self.estimator, KL_ESTIMATORS)
         _choice("algo", self.algo, ALGOS)
         _choice("device", self.device, DEVICES)
+        self.preset = resolve_preset(type(self), self.preset)
         _choice("preset", self.preset, tuple(RL_PRESETS) + ("custom",))
         _choice("value_init", self.value_init, VALUE_INITS)
         _choice("loss_average", self.loss_average, LOSS_AVERAGES)
         _choice("reward", self.reward, REWARDS)
         _choice("baseline", self.baseline, BASELINES)
+        _choice("certainty", self.certainty, ("max_prob", "entropy"))
         if self.alpha < 0:
             raise ValueError(f"alpha={self.alpha} must be >= 0 (0 gives the standard KL)")
         _positive(self, ["temperature", "ref_temperature", "lr", "episodes_per_collect", "rounds",
-                         "update_epochs", "value_hidden", "eval_plus", "critic_epochs", "critic_lr", "max_grad_norm", "k"])
+                         "update_epochs", "value_hidden", "eval_plus", "critic_epochs", "critic_lr", "max_grad_norm", "extra_digits"])
         _positive(self, ["beta", "vf_coef", "ent_coef", "minibatch_tokens", "minibatch_episodes", "critic_warmup", "eval_comfort",
                          "track_critical", "clip"], strict=False)
         if not (self.eval_temperature == -1 or self.eval_temperature >= 0):
@@ -275,7 +302,7 @@ RL_PRESETS: dict[str, dict] = {
     # reward makes every tested variant collapse (negative advantages on long failed episodes generalise
     # into "push everything down"); REINFORCE on successes (binary reward, no baseline, lambda 1) learns.
     # beta 0.2: any tested beta (0.05..5) stops that learning (k2 is unbounded on explored tokens).
-    "cpu": dict(lr=3e-5, episodes_per_collect=32, rounds=10, minibatch_tokens=0, minibatch_episodes=4,
+    "cpu-reinforce": dict(lr=3e-5, episodes_per_collect=32, rounds=10, minibatch_tokens=0, minibatch_episodes=4,
                 eval_plus=64, eval_comfort=16, temperature=1.0, alpha=1000.0, ref_temperature=1.0,
                 reward="binary", baseline="none", gae_lambda=1.0, beta=0.2),
     "tiny": dict(lr=1e-3, episodes_per_collect=4, rounds=2, minibatch_tokens=0, eval_plus=4, eval_comfort=2,
@@ -283,6 +310,6 @@ RL_PRESETS: dict[str, dict] = {
 }
 
 
-def rl_config(preset: str = "cpu", **overrides) -> RLConfig:
+def rl_config(preset: str = "cpu-reinforce", **overrides) -> RLConfig:
     """An ``RLConfig`` from a named preset plus overrides (``None`` values are ignored)."""
     return _from_preset(RLConfig, RL_PRESETS, preset, overrides)

@@ -123,22 +123,35 @@ def _critical_states(gen_ids: torch.Tensor, mask: torch.Tensor, truth: list[int]
     return [t for t in crit_idx if t <= first_diff and t < n]
 
 
+def critical_mask(gen, tok, problems, level: int, steps: int = 3) -> torch.Tensor:
+    """``(B, L)`` 0/1 mask over a generation's completion tokens: 1 at the states of the true
+    scratchpad's critical positions that the episode reached while still matching the truth."""
+    crit = torch.zeros_like(gen.completion_mask)
+    for i, (a, b) in enumerate(problems):
+        P = len(task.prompt(a, b))
+        idx = [c.index - P for c in locate(a, b, level, steps)]
+        truth = encode(tok, task.scratchpad(a, b))
+        for t in _critical_states(gen.completion_ids[i], gen.completion_mask[i], truth, idx):
+            crit[i, t] = 1
+    return crit
+
+
 @torch.no_grad()
-def certainty_delta(model, tok, level: int, k: int = 1, n_generations: int = 50, temperature: float = 1.0,
+def certainty_delta(model, tok, level: int, extra_digits: int = 1, n_generations: int = 50, temperature: float = 1.0,
                     ref_temperature: float = 1.0, seed: int = 0, steps: int = 3) -> pd.DataFrame:
     """The paper's Table 1 quantity, in critkl's reading: Delta-J(s) = J(s) - mean_{s' in g} J(s').
 
-    ``n_generations`` plus-k problems are sampled from the model (KV cache, one batch); J is the
+    ``n_generations`` plus-k problems (k = ``extra_digits``) are sampled from the model (KV cache, one batch); J is the
     certainty of the model (at ``ref_temperature``) at each visited state. For each generation it
     averages Delta-J over the critical states it visited (states of the true scratchpad at a critical
     index, reached while the generation still matched the truth) and over all other states. Returns one
     row per generation; see ``table1`` for the mean and standard error.
     """
-    rng = np.random.default_rng([seed, level, k])
-    problems = task.Split("plus", level, k).sample(n_generations, rng)
+    rng = np.random.default_rng([seed, level, extra_digits])
+    problems = task.Split("plus", level, extra_digits).sample(n_generations, rng)
     device = next(model.parameters()).device
     gen_rng = torch.Generator(device=device).manual_seed(seed)
-    max_new = task.episode_limit(level, k)
+    max_new = task.episode_limit(level, extra_digits)
     gen = generate(model, tok, [task.prompt(a, b) for a, b in problems], max_new, temperature, gen_rng)
     logits, _, _ = completion_logits(model, gen)
     cert = certainty(logits, ref_temperature)
@@ -172,9 +185,9 @@ def table1(per_generation: pd.DataFrame) -> pd.DataFrame:
 
 
 # -------------------------------------------------------------------------------------------------
-def tracking_problems(level: int, k: int = 1, n: int = 16, seed: int = 0):
+def tracking_problems(level: int, extra_digits: int = 1, n: int = 16, seed: int = 0):
     """A fixed set of plus-k problems on which critical-token probabilities are tracked during RL."""
-    return task.Split("plus", level, k).sample(n, np.random.default_rng([seed, 7, level, k]))
+    return task.Split("plus", level, extra_digits).sample(n, np.random.default_rng([seed, 7, level, extra_digits]))
 
 
 def critical_probabilities(model, tok, problems, level: int, temperature: float = 1.0,

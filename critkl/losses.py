@@ -40,16 +40,28 @@ def kl_estimate(logp, ref_logp, estimator: str = "k2") -> torch.Tensor:
     return KL_FUNCTIONS[estimator](logp, ref_logp)
 
 
-def certainty(ref_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """J(s) = 1 + log max_v pi_ref^T(v | s) / log |V|   (paper-notes section 2).
+CERTAINTY_KINDS = ("max_prob", "entropy")
 
-    1 for a one-hot reference distribution, 0 for a uniform one; ``temperature`` is the reference
-    temperature T (4 in the paper), applied as softmax(logits / T).
+
+def certainty(ref_logits: torch.Tensor, temperature: float, kind: str = "max_prob") -> torch.Tensor:
+    """J(s), the reference model's certainty at state s, in [0, 1]: 1 for a one-hot distribution, 0 for
+    a uniform one. ``temperature`` is the reference temperature T (4 in the paper), applied as
+    softmax(logits / T); |V| is the vocabulary size.
+
+    - ``kind="max_prob"`` (the released code): J(s) = 1 + log max_v pi_ref^T(v | s) / log |V|.
+    - ``kind="entropy"`` (the paper's Eq. 2, normalized negentropy): J(s) = (H_max - H(pi_ref^T(. | s))) / H_max,
+      with H the Shannon entropy and H_max = log |V|.
     """
-    if temperature <= 0:
-        raise ValueError(f"reference temperature={temperature} must be > 0")
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise ValueError(f"reference temperature={temperature} must be a finite number > 0")
+    if kind not in CERTAINTY_KINDS:
+        raise ValueError(f"certainty kind={kind!r} is not allowed; choose one of: {', '.join(CERTAINTY_KINDS)}")
     logp = F.log_softmax(ref_logits.float() / temperature, dim=-1)
-    return 1.0 + logp.max(dim=-1).values / math.log(ref_logits.shape[-1])
+    h_max = math.log(ref_logits.shape[-1])
+    if kind == "max_prob":
+        return 1.0 + logp.max(dim=-1).values / h_max
+    per_state_entropy = -(logp.exp() * logp).sum(-1)
+    return (h_max - per_state_entropy) / h_max
 
 
 def prioritized_weight(cert: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -95,9 +95,9 @@ def sample_batch(cfg: PretrainConfig, rng: np.random.Generator):
     """``(problems, aux_flags)`` of one batch: comfort-zone additions, and with probability
     ``aux_fraction`` per example an auxiliary problem with operands of 1..aux_max_digits digits."""
     if cfg.aux_task == "none":
-        return [task.sample_comfort(cfg.max_digits, rng) for _ in range(cfg.batch_size)], None
+        return [task.sample_comfort(cfg.level, rng) for _ in range(cfg.batch_size)], None
     flags = list(rng.random(cfg.batch_size) < cfg.aux_fraction)
-    return [task.sample_comfort(cfg.aux_max_digits if f else cfg.max_digits, rng) for f in flags], flags
+    return [task.sample_comfort(cfg.aux_max_digits if f else cfg.level, rng) for f in flags], flags
 
 
 def checkpoint_dir(cfg: PretrainConfig, home: Path | None = None) -> Path:
@@ -120,7 +120,7 @@ def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, pro
     to simulate an interrupt).
     """
     if cfg is None:
-        cfg = pretrain_config(overrides.pop("preset", "cpu"), **overrides)
+        cfg = pretrain_config(overrides.pop("preset", "cpu-modsum"), **overrides)
     elif overrides:
         cfg = dataclasses.replace(cfg, **overrides)
     final = checkpoint_dir(cfg, home)
@@ -154,7 +154,7 @@ def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, pro
             torch.cuda.set_rng_state_all(st["cuda_rng"])
         step, elapsed, tokens, evals, log = st["step"], st["elapsed"], st["tokens"], st["evals"], st["log"]
 
-    digit_lengths = range(1, cfg.max_digits + cfg.eval_extra_digits + 1)
+    digit_lengths = range(1, cfg.level + cfg.eval_extra_digits + 1)
 
     def run_eval():
         df = accuracy_by_digits(model, tok, digit_lengths, cfg.eval_samples, seed=cfg.seed + 1)

@@ -25,7 +25,7 @@ def probe(path, n: int = 64, temperatures=(1.0, 2.0), seed: int = 0) -> dict:
     """Numbers that say whether a checkpoint is in the paper's regime (see module docstring)."""
     model, tok, info = load_checkpoint(path)
     cfg = info["config"]
-    N = int(cfg["max_digits"])
+    N = int(cfg["level"])
     out = dict(checkpoint=Path(path).name, arch=cfg["arch"], N=N, aux_task=cfg.get("aux_task", "none"),
                aux_fraction=cfg.get("aux_fraction", 0.0), aux_max_digits=cfg.get("aux_max_digits", ""),
                steps=info["steps"], minutes=round(info["seconds"] / 60, 1), n_params=info["n_params"])

@@ -171,7 +171,7 @@ def collect_stats(batch: Batch, cfg: RLConfig) -> dict:
 def run_dir(cfg: RLConfig, home: Path | None = None) -> Path:
     info = read_info(cfg.model_dir)
     return Path(home or critkl_home()) / "rl" / (
-        f"N{info['config']['max_digits']}-plus{cfg.k}-{cfg.kl}-{cfg.preset}-s{cfg.seed}-{_key(cfg, info)}")
+        f"N{info['config']['level']}-plus{cfg.extra_digits}-{cfg.kl}-{cfg.preset}-s{cfg.seed}-{_key(cfg, info)}")
 
 
 def weights_digest(model_dir) -> str:
@@ -195,7 +195,7 @@ def finetune(cfg: RLConfig | None = None, *, home: Path | None = None, progress:
     training). The run is cached under ``$CRITKL_HOME/rl``; interrupted runs resume from their last round.
     ``on_round(round)`` is called after each round (tests use it to simulate an interrupt)."""
     if cfg is None:
-        cfg = rl_config(overrides.pop("preset", "cpu"), **overrides)
+        cfg = rl_config(overrides.pop("preset", "cpu-reinforce"), **overrides)
     elif overrides:
         cfg = dataclasses.replace(cfg, **overrides)
     if not cfg.model_dir:
@@ -204,10 +204,10 @@ def finetune(cfg: RLConfig | None = None, *, home: Path | None = None, progress:
     if info.get("kind") != "pretrain":
         raise CheckpointError(f"{cfg.model_dir!r} is a {info.get('kind')!r} checkpoint; RL starts from a "
                               "pre-trained one (kind 'pretrain')")
-    level = int(info["config"]["max_digits"])
-    longest = task.max_text_length(level + cfg.k) + 100
+    level = int(info["config"]["level"])
+    longest = task.max_text_length(level + cfg.extra_digits) + 100
     if info["config"].get("arch") == "gpt2" and longest > int(info["config"]["n_positions"]):
-        raise ValueError(f"k={cfg.k}: plus{cfg.k} episodes reach {longest} tokens, beyond the checkpoint's "
+        raise ValueError(f"extra_digits={cfg.extra_digits}: plus{cfg.extra_digits} episodes reach {longest} tokens, beyond the checkpoint's "
                          f"n_positions={info['config']['n_positions']}")
     final = run_dir(cfg, home)
     if (final / "metrics.csv").is_file():
@@ -228,18 +228,18 @@ def finetune(cfg: RLConfig | None = None, *, home: Path | None = None, progress:
     sample_gen = torch.Generator(device=device).manual_seed(cfg.seed)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed + 1)
     eval_rng = np.random.default_rng([cfg.seed, 99])
-    eval_plus = task.Split("plus", level, cfg.k).sample(cfg.eval_plus, eval_rng)
+    eval_plus = task.Split("plus", level, cfg.extra_digits).sample(cfg.eval_plus, eval_rng)
     eval_comfort = task.Split("comfort", level).sample(cfg.eval_comfort, eval_rng)
-    tracked = tracking_problems(level, cfg.k, cfg.track_critical, cfg.seed) if cfg.track_critical else []
+    tracked = tracking_problems(level, cfg.extra_digits, cfg.track_critical, cfg.seed) if cfg.track_critical else []
     eval_t = cfg.temperature if cfg.eval_temperature == -1 else cfg.eval_temperature
     base = dict(kl=cfg.kl, alpha=cfg.alpha, beta=cfg.beta, ref_temperature=cfg.ref_temperature,
-                temperature=cfg.temperature, lr=cfg.lr, seed=cfg.seed, level=level, k=cfg.k,
+                temperature=cfg.temperature, lr=cfg.lr, seed=cfg.seed, level=level, extra_digits=cfg.extra_digits,
                 algo=cfg.algo, estimator=cfg.estimator, preset=cfg.preset)
 
     def evaluate(round_: int) -> tuple[dict, pd.DataFrame]:
         g = torch.Generator(device=device).manual_seed(cfg.seed + 12345)
         row = dict(round=round_, episodes=round_ * cfg.episodes_per_collect,
-                   acc_plus=accuracy(policy, tok, eval_plus, level, cfg.k, eval_t, g),
+                   acc_plus=accuracy(policy, tok, eval_plus, level, cfg.extra_digits, eval_t, g),
                    acc_comfort=accuracy(policy, tok, eval_comfort, level, 0, eval_t, g) if eval_comfort else float("nan"))
         crit = critical_probabilities(policy, tok, tracked, level, cfg.temperature) if tracked else pd.DataFrame()
         if len(crit):
@@ -274,19 +274,15 @@ def finetune(cfg: RLConfig | None = None, *, home: Path | None = None, progress:
 
     if start == 0 and cfg.critic_warmup:
         for _ in tqdm(range(cfg.critic_warmup), desc="critic warm-up", disable=not progress):
-            problems = task.Split("plus", level, cfg.k).sample(cfg.episodes_per_collect, rng)
-            batch = collect(policy, value_head, None, tok, problems, level, cfg.k, cfg.temperature,
-                            cfg.ref_temperature, cfg.gamma, cfg.gae_lambda, sample_gen, need_ref=False,
-                            reward=cfg.reward)
+            problems = task.Split("plus", level, cfg.extra_digits).sample(cfg.episodes_per_collect, rng)
+            batch = collect(policy, value_head, None, tok, problems, level, cfg, sample_gen)
             rows[0]["critic_warmup_v_loss"] = warm_up_critic(policy, value_head, batch, cfg, shuffle_gen)
 
     bar = tqdm(total=cfg.rounds, initial=start, desc=f"finetune {cfg.kl}", disable=not progress)
     for r in range(start, cfg.rounds):
-        problems = task.Split("plus", level, cfg.k).sample(cfg.episodes_per_collect, rng)
+        problems = task.Split("plus", level, cfg.extra_digits).sample(cfg.episodes_per_collect, rng)
         t_collect = time.perf_counter()
-        batch = collect(policy, value_head, ref, tok, problems, level, cfg.k, cfg.temperature,
-                        cfg.ref_temperature, cfg.gamma, cfg.gae_lambda, sample_gen, need_ref=cfg.uses_reference,
-                        reward=cfg.reward, baseline=cfg.baseline == "critic")
+        batch = collect(policy, value_head, ref, tok, problems, level, cfg, sample_gen)
         if r == 0 and cfg.value_init == "mean_return":
             center_critic(value_head, batch, cfg)
         t_update = time.perf_counter()

@@ -14,11 +14,10 @@ import numpy as np
 import torch
 
 from . import task
-from .config import REWARDS
-from .critical import _critical_states, locate
+from .config import REWARDS, RLConfig
+from .critical import critical_mask
 from .losses import certainty, gae
 from .sampling import Generation, completion_logits, generate, token_logprobs
-from .tokenizer import encode
 
 
 @dataclass
@@ -54,44 +53,40 @@ def terminal_rewards(mask: torch.Tensor, correct: torch.Tensor, kind: str = "ter
 
 
 @torch.no_grad()
-def collect(policy, value_head, ref_model, tok, problems, level: int, k: int, temperature: float,
-            ref_temperature: float, gamma: float, lam: float, generator: torch.Generator,
-            need_ref: bool = True, reward: str = "ternary", baseline: bool = True) -> Batch:
-    """Sample one episode per problem and prepare the update (see module docstring). ``baseline=False``
-    computes the advantages with V = 0 (REINFORCE without a baseline when ``lam == 1``)."""
+def collect(policy, value_head, ref_model, tok, problems, level: int, cfg: RLConfig,
+            generator: torch.Generator) -> Batch:
+    """Sample one episode per problem and prepare the update (see module docstring).
+
+    ``ref_model=None`` skips the reference forward (no KL term: beta == 0 or kl == "none", as TRL does).
+    ``cfg.baseline == "none"`` computes the advantages with V = 0 (REINFORCE without a baseline when
+    ``cfg.gae_lambda == 1``)."""
     policy.eval()
     t0 = time.perf_counter()
-    gen = generate(policy, tok, [task.prompt(a, b) for a, b in problems], task.episode_limit(level, k),
-                   temperature, generator, value_head=value_head)
+    gen = generate(policy, tok, [task.prompt(a, b) for a, b in problems],
+                   task.episode_limit(level, cfg.extra_digits), cfg.temperature, generator, value_head=value_head)
     t1 = time.perf_counter()
     device = gen.completion_ids.device
     correct = torch.tensor([task.is_correct(t, a, b) for t, (a, b) in zip(gen.texts, problems)], device=device)
     mask = gen.completion_mask
-    rewards = terminal_rewards(mask, correct, reward)
-    values = gen.values if baseline else torch.zeros_like(gen.values)
-    advantages, returns = gae(rewards, values, mask, gamma, lam)
+    rewards = terminal_rewards(mask, correct, cfg.reward)
+    values = gen.values if cfg.baseline == "critic" else torch.zeros_like(gen.values)
+    advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
     ref_logprobs = ref_cert = None
-    if need_ref:  # beta == 0 or kl == "none" skips the reference forward entirely (TRL)
+    if ref_model is not None:
         ref_logits, _, _ = completion_logits(ref_model, gen)
-        ref_logprobs = token_logprobs(ref_logits, gen.completion_ids, temperature)
-        ref_cert = certainty(ref_logits, ref_temperature)
+        ref_logprobs = token_logprobs(ref_logits, gen.completion_ids, cfg.temperature)
+        ref_cert = certainty(ref_logits, cfg.ref_temperature, cfg.certainty)
     t2 = time.perf_counter()  # (t2 - t1 is ~0 when the reference is skipped)
-    crit = torch.zeros_like(mask)
-    for i, (a, b) in enumerate(problems):
-        P = len(task.prompt(a, b))
-        idx = [c.index - P for c in locate(a, b, level)]
-        truth = encode(tok, task.scratchpad(a, b))
-        for t in _critical_states(gen.completion_ids[i], mask[i], truth, idx):
-            crit[i, t] = 1
+    crit = critical_mask(gen, tok, problems, level)
     return Batch(gen=gen, problems=problems, correct=correct, rewards=rewards, advantages=advantages,
                  returns=returns, ref_logprobs=ref_logprobs, ref_certainty=ref_cert, critical_mask=crit,
                  timings=dict(sample_s=t1 - t0, ref_s=t2 - t1))
 
 
 @torch.no_grad()
-def accuracy(policy, tok, problems, level: int, k: int, temperature: float, generator) -> float:
+def accuracy(policy, tok, problems, level: int, extra_digits: int, temperature: float, generator) -> float:
     """Binary reward (accuracy) of one sampled episode per problem; greedy when temperature == 0."""
     policy.eval()
-    gen = generate(policy, tok, [task.prompt(a, b) for a, b in problems], task.episode_limit(level, k),
+    gen = generate(policy, tok, [task.prompt(a, b) for a, b in problems], task.episode_limit(level, extra_digits),
                    temperature, generator)
     return float(np.mean([task.is_correct(t, a, b) for t, (a, b) in zip(gen.texts, problems)]))

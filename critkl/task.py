@@ -13,6 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 SPLITS = ("comfort", "plus")
+# The version of the scratchpad text. It enters every cache key (critkl.config.cache_key), so a model or
+# run trained on another version of the text is never loaded again. 1: the final carry was written into
+# the last accumulator; 2: the reference template (the carry appears only in the answer line).
+FORMAT_VERSION = 2
 _ANSWER_RE = re.compile(r"</scratch>\n((?:\d )*\d)\n")
 
 
@@ -53,11 +57,10 @@ def _scratchpad(a: int, b: int, carry_rule: bool) -> str:
         acc = [s % 10] + acc
         carry = carry_out
         da, db = da[:-1], db[:-1]
-    if carry:  # a final carry becomes the leading answer digit
-        acc = [carry] + acc
-    # The paper's last line has no comma between A=[...] and C=...: reproduced on purpose.
+    # The reference template's last line: no comma between A=[...] and C=..., and the accumulator
+    # *without* the final carry, which appears only in the answer line (99+1: A=[0,0] C=1, then 1 0 0).
     lines.append(f"[] + [] , A={_fmt_list(acc)} C={carry} , END")
-    answer = " ".join(str(d) for d in acc)
+    answer = " ".join(str(d) for d in ([carry] if carry else []) + acc)
     return "\n<scratch>\n" + "\n".join(lines) + "\n</scratch>\n" + answer + "\n"
 
 
@@ -142,17 +145,17 @@ def sample_comfort(level: int, rng: np.random.Generator) -> tuple[int, int]:
             sample_number(int(rng.integers(1, level + 1)), rng))
 
 
-def sample_plus(level: int, k: int, rng: np.random.Generator) -> tuple[int, int]:
-    """A "plus k" problem: one operand (50/50 which) has level+k digits; the other has, with
-    probability 1/2, a digit count uniform in 1..level, else uniform in level+1..level+k."""
+def sample_plus(level: int, extra_digits: int, rng: np.random.Generator) -> tuple[int, int]:
+    """A "plus-k" problem (k = ``extra_digits``): one operand (50/50 which) has level+k digits; the other
+    has, with probability 1/2, a digit count uniform in 1..level, else uniform in level+1..level+k."""
     _check_level(level)
-    if k < 1:
-        raise ValueError(f"k={k} must be >= 1 (plus1, plus2, ...)")
-    long_ = sample_number(level + k, rng)
+    if extra_digits < 1:
+        raise ValueError(f"extra_digits={extra_digits} must be >= 1 (plus1, plus2, ...)")
+    long_ = sample_number(level + extra_digits, rng)
     if rng.random() < 0.5:
         other_len = int(rng.integers(1, level + 1))
     else:
-        other_len = int(rng.integers(level + 1, level + k + 1))
+        other_len = int(rng.integers(level + 1, level + extra_digits + 1))
     other = sample_number(other_len, rng)
     return (long_, other) if rng.random() < 0.5 else (other, long_)
 
@@ -164,26 +167,26 @@ def sample_same_length(n_digits: int, rng: np.random.Generator) -> tuple[int, in
 
 @dataclass(frozen=True)
 class Split:
-    """A named problem distribution: ``comfort`` (1..level digits) or ``plus`` with its ``k``."""
+    """A named problem distribution: ``comfort`` (1..level digits) or ``plus`` with its ``extra_digits``."""
 
     kind: str
     level: int
-    k: int = 0
+    extra_digits: int = 0
 
     def __post_init__(self):
         if self.kind not in SPLITS:
             raise ValueError(f"unknown split kind {self.kind!r}; allowed: {', '.join(SPLITS)}")
         _check_level(self.level)
-        if self.kind == "plus" and self.k < 1:
-            raise ValueError(f"plus split needs k >= 1, got k={self.k}")
+        if self.kind == "plus" and self.extra_digits < 1:
+            raise ValueError(f"plus split needs extra_digits >= 1, got extra_digits={self.extra_digits}")
 
     @property
     def name(self) -> str:
-        return "comfort" if self.kind == "comfort" else f"plus{self.k}"
+        return "comfort" if self.kind == "comfort" else f"plus{self.extra_digits}"
 
     def sample(self, n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
         f = (lambda: sample_comfort(self.level, rng)) if self.kind == "comfort" else (
-            lambda: sample_plus(self.level, self.k, rng))
+            lambda: sample_plus(self.level, self.extra_digits, rng))
         return [f() for _ in range(n)]
 
 
@@ -193,10 +196,10 @@ def max_scratchpad_length(n_digits: int) -> int:
     return len(scratchpad(big, big))
 
 
-def episode_limit(level: int, k: int) -> int:
+def episode_limit(level: int, extra_digits: int) -> int:
     """The paper's episode limit in generated characters: the longest possible scratchpad with operands
-    of level+k digits, plus 100."""
-    return max_scratchpad_length(level + k) + 100
+    of level+extra_digits digits, plus 100."""
+    return max_scratchpad_length(level + extra_digits) + 100
 
 
 def max_text_length(n_digits: int) -> int:

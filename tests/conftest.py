@@ -18,4 +18,4 @@ def tiny_checkpoint(tmp_path_factory):
     """A real (tiny, 20-step) pre-trained checkpoint, shared by the tests that need one."""
     from critkl.pretrain import pretrain
     home = tmp_path_factory.mktemp("shared_home")
-    return pretrain(preset="tiny", max_digits=2, home=home, progress=False)
+    return pretrain(preset="tiny", level=2, home=home, progress=False)

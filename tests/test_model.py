@@ -14,7 +14,7 @@ from critkl.tokenizer import build_tokenizer
 def test_build_save_load(arch, tmp_path):
     tok = build_tokenizer()
     model = build_model(ModelConfig(arch=arch, n_layer=1, n_embd=16, n_head=2, n_positions=256), tok)
-    save_checkpoint(model, tok, tmp_path / "ck", {"kind": "pretrain", "config": {"max_digits": 2}})
+    save_checkpoint(model, tok, tmp_path / "ck", {"kind": "pretrain", "config": {"level": 2}})
     assert (tmp_path / "ck" / "model.safetensors").is_file()
     plain = AutoModelForCausalLM.from_pretrained(tmp_path / "ck")  # works without critkl
     m2, tok2, info = load_checkpoint(tmp_path / "ck")
@@ -23,7 +23,7 @@ def test_build_save_load(arch, tmp_path):
         ref = model.eval()(input_ids=x).logits
         assert torch.allclose(m2(input_ids=x).logits, ref, atol=1e-6)
         assert torch.allclose(plain(input_ids=x).logits, ref, atol=1e-6)
-    assert info["config"]["max_digits"] == 2 and len(tok2) == len(tok)
+    assert info["config"]["level"] == 2 and len(tok2) == len(tok)
 
 
 def test_model_config_validation():

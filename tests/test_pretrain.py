@@ -32,18 +32,18 @@ def test_make_batch_labels_target_only():
 
 def test_pretrain_trains_and_caches(_home):
     calls = []
-    path = pretrain(preset="tiny", max_digits=2, progress=False, on_step=calls.append)
+    path = pretrain(preset="tiny", level=2, progress=False, on_step=calls.append)
     assert calls == list(range(1, 21))
     info = json.loads((path / "critkl.json").read_text())
     assert info["steps"] == 20 and set(info["final_accuracy"]) == {"1", "2", "3"}
     # parameters moved away from the seeded initialisation
     torch.manual_seed(0)
-    init = build_model(pretrain_config("tiny", max_digits=2).model_config(), build_tokenizer()).state_dict()
+    init = build_model(pretrain_config("tiny", level=2).model_config(), build_tokenizer()).state_dict()
     trained = load_file(path / "model.safetensors")
     assert any(not torch.equal(init[k], trained[k]) for k in trained)
     # second call: cache hit, no training step
     again = []
-    assert pretrain(preset="tiny", max_digits=2, progress=False, on_step=again.append) == path
+    assert pretrain(preset="tiny", level=2, progress=False, on_step=again.append) == path
     assert again == []
     assert not path.with_name(path.name + ".partial").exists()
     model, tok, _ = load_checkpoint(path)
@@ -51,26 +51,26 @@ def test_pretrain_trains_and_caches(_home):
 
 
 def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
-    full = pretrain(preset="tiny", max_digits=2, progress=False, home=tmp_path / "a")
+    full = pretrain(preset="tiny", level=2, progress=False, home=tmp_path / "a")
 
     def interrupt(step):
         if step == 12:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        pretrain(preset="tiny", max_digits=2, progress=False, home=tmp_path / "b", on_step=interrupt)
-    cfg = pretrain_config("tiny", max_digits=2)
+        pretrain(preset="tiny", level=2, progress=False, home=tmp_path / "b", on_step=interrupt)
+    cfg = pretrain_config("tiny", level=2)
     partial = checkpoint_dir(cfg, tmp_path / "b")
     assert not partial.exists() and partial.with_name(partial.name + ".partial").is_dir()
     steps = []
-    resumed = pretrain(preset="tiny", max_digits=2, progress=False, home=tmp_path / "b", on_step=steps.append)
+    resumed = pretrain(preset="tiny", level=2, progress=False, home=tmp_path / "b", on_step=steps.append)
     assert steps[0] == 11  # resumed from the checkpoint at step 10 (ckpt_every=5), not from 0
     a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_corrupt_resume_state_is_reported(tmp_path):
-    cfg = pretrain_config("tiny", max_digits=2)
+    cfg = pretrain_config("tiny", level=2)
     partial = checkpoint_dir(cfg, tmp_path)
     partial = partial.with_name(partial.name + ".partial")
     partial.mkdir(parents=True)
@@ -80,10 +80,10 @@ def test_corrupt_resume_state_is_reported(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(max_digits=0), "max_digits=0"),
-    (dict(max_digits=2, lr=-1.0), "lr=-1.0"),
-    (dict(max_digits=2, arch="rnn"), "arch='rnn'"),
-    (dict(max_digits=2, bogus=1), "bogus"),
+    (dict(level=0), "level=0"),
+    (dict(level=2, lr=-1.0), "lr=-1.0"),
+    (dict(level=2, arch="rnn"), "arch='rnn'"),
+    (dict(level=2, bogus=1), "bogus"),
 ])
 def test_bad_arguments_leave_nothing(kwargs, match, _home):
     with pytest.raises(ValueError, match=match):
@@ -93,20 +93,20 @@ def test_bad_arguments_leave_nothing(kwargs, match, _home):
 
 def test_unknown_preset(_home):
     with pytest.raises(ValueError, match="preset='huge'"):
-        pretrain(preset="huge", max_digits=2)
+        pretrain(preset="huge", level=2)
     assert not _home.exists()
 
 
 def test_cli_errors(capsys, _home):
-    assert cli_main(["pretrain", "--max-digits", "0", "--preset", "tiny"]) == 2
-    assert "max_digits=0" in capsys.readouterr().err
+    assert cli_main(["pretrain", "--level", "0", "--preset", "tiny"]) == 2
+    assert "level=0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["pretrain", "--preset", "huge"])
     assert not _home.exists()
 
 
 def test_cli_pretrain(capsys, _home):
-    assert cli_main(["pretrain", "--preset", "tiny", "--max-digits", "1", "--max-steps", "4",
+    assert cli_main(["pretrain", "--preset", "tiny", "--level", "1", "--max-steps", "4",
                      "--eval-every", "4", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "N1-llama-tiny-s0" in out
@@ -116,8 +116,8 @@ def test_aux_task_config_and_batches():
     import numpy as np
     from critkl.config import cache_key
     from critkl.pretrain import sample_batch
-    base = pretrain_config("cpu", max_digits=3, aux_task="none", aux_fraction=0.0)
-    aux = pretrain_config("cpu", max_digits=3, aux_fraction=0.5)
+    base = pretrain_config("cpu", level=3, aux_task="none", aux_fraction=0.0)
+    aux = pretrain_config("cpu", level=3, aux_fraction=0.5)
     assert cache_key(base) != cache_key(aux) and "modsum6x0.5" in aux.name
     assert pretrain_config("cpu").aux_task == "modsum"  # the chosen regime is the default
     # fields added later leave the keys of older configs unchanged when at their default; without an
@@ -147,7 +147,7 @@ def test_nan_pretraining_loss_stops(monkeypatch, _home):
     pt = importlib.import_module("critkl.pretrain")  # (critkl.pretrain is also the function)
     monkeypatch.setattr(pt, "lm_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(FloatingPointError, match="loss became nan at step 0"):
-        pretrain(preset="tiny", max_digits=2, progress=False)
+        pretrain(preset="tiny", level=2, progress=False)
     assert not list((_home / "pretrain").glob("*[!l]"))  # no finished checkpoint
 
 
@@ -155,17 +155,17 @@ def test_cuda_request_without_cuda(_home):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match="no CUDA"):
-        pretrain(preset="tiny", max_digits=2, device="cuda", progress=False)
+        pretrain(preset="tiny", level=2, device="cuda", progress=False)
     assert not _home.exists()
 
 
 def test_pretrain_with_aux_task_runs(_home):
-    path = pretrain(preset="tiny", max_digits=2, aux_task="modsum", aux_fraction=0.5, aux_max_digits=3,
+    path = pretrain(preset="tiny", level=2, aux_task="modsum", aux_fraction=0.5, aux_max_digits=3,
                     max_steps=3, eval_every=3, progress=False)
     assert "modsum3x0.5" in path.name and (path / "critkl.json").is_file()
 
 
 def test_gpt2_positions_must_fit_the_texts(_home):
     with pytest.raises(ValueError, match="n_positions=64 is too short"):
-        pretrain(preset="tiny", max_digits=2, arch="gpt2", n_positions=64, progress=False)
+        pretrain(preset="tiny", level=2, arch="gpt2", n_positions=64, progress=False)
     assert not _home.exists()
