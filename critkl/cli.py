@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import sys
 import typing
 
-from .config import PRETRAIN_PRESETS, RL_PRESETS, PretrainConfig, RLConfig, pretrain_config, rl_config
+from .config import (PRETRAIN_PRESETS, RL_PRESETS, CriticalConfig, PretrainConfig, RLConfig, pretrain_config,
+                     rl_config)
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
@@ -19,8 +21,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip=("preset",)) -
         if f.name in skip:
             continue
         typ = hints[f.name]
-        kw = dict(default=None, help=f"{f.metadata.get('help', '')} [{cls.__name__} default: {f.default!r}; "
-                                      "the chosen --preset may set another, see below]")
+        note = "; the chosen --preset may set another, see below" if "preset" in cls.__dataclass_fields__ else ""
+        text = f"{f.metadata.get('help', '')} [{cls.__name__} default: {f.default!r}{note}]"
+        kw = dict(default=None, help=text.replace("%", "%%"))  # argparse %-formats help strings
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         parser.add_argument("--" + f.name.replace("_", "-"), type=typ, **kw)
@@ -55,15 +58,18 @@ def main(argv=None) -> int:
     pf.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     pc = sub.add_parser("critical", help="critical-token statistics of a checkpoint (Table 1)")
-    pc.add_argument("--model", required=True, help="checkpoint folder")
-    pc.add_argument("--k", type=int, default=1, help="plus-k problems")
-    pc.add_argument("--n", type=int, default=50, help="generations / problems")
-    pc.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    pc.add_argument("--ref-temperature", type=float, default=1.0, help="certainty temperature")
-    pc.add_argument("--alpha", type=float, default=10.0, help="certainty exponent")
-    pc.add_argument("--seed", type=int, default=0)
+    pc.add_argument("--model", dest="model_dir", required=True, help="critkl checkpoint folder (pre-trained or RL)")
+    add_dataclass_args(pc, CriticalConfig, skip=("model_dir",))
+
+    from . import sweep
+    sweep.add_arguments(sub.add_parser("sweep", help="execute a chapter notebook over a grid of parameters",
+                                       description=sweep.__doc__,
+                                       formatter_class=argparse.RawDescriptionHelpFormatter))
+    sweep.add_gather_arguments(sub.add_parser("gather", help="one CSV of the tidy tables of a sweep's points"))
 
     args = p.parse_args(argv)
+    if args.command in ("sweep", "gather"):
+        return sweep.main(args) if args.command == "sweep" else sweep.gather_main(args)
     try:
         if args.command == "pretrain":
             from .pretrain import pretrain
@@ -80,20 +86,44 @@ def main(argv=None) -> int:
                                 "weight_other", "p_critical_mean") if c in df]
             print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         elif args.command == "critical":
-            from .critical import certainty_delta, measure, summarize, table1, tracking_problems
-            from .model import load_checkpoint
-            from .model import select_device
-            model, tok, info = load_checkpoint(args.model, select_device("auto"))
-            level = int(info["config"]["level"])
-            probs = tracking_problems(level, args.k, args.n, args.seed)
-            print(summarize(measure(model, tok, probs, level, args.temperature, args.ref_temperature,
-                                    args.alpha)).to_string(index=False))
-            print(table1(certainty_delta(model, tok, level, args.k, args.n, args.temperature,
-                                         args.ref_temperature, args.seed)).to_string(index=False))
-    except (ValueError, FloatingPointError) as e:
+            critical(CriticalConfig(**_overrides(args, CriticalConfig)))
+    except (ValueError, TypeError, FloatingPointError) as e:  # CheckpointError is a ValueError
         print(f"critkl {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _certainty_kw(fn, certainty: str) -> dict:
+    """``certainty=`` (or ``kind=``) for a critkl.critical function that takes the certainty form; {} for
+    one that does not (it measures max_prob), where asking for another form is an error."""
+    params = inspect.signature(fn).parameters
+    for name in ("certainty", "kind"):
+        if name in params:
+            return {name: certainty}
+    if certainty != "max_prob":
+        raise ValueError(f"certainty={certainty!r} is not allowed: must be max_prob (critkl.critical."
+                         f"{fn.__name__} measures only that form)")
+    return {}
+
+
+def critical(cfg: CriticalConfig) -> None:
+    """``critkl critical``: print the teacher-forced summary (critical vs other positions) and Table 1."""
+    from . import critical as C
+    from .config import check_episode_fit
+    from .model import checkpoint_level, load_checkpoint, read_info, select_device
+
+    kw_measure, kw_delta = _certainty_kw(C.measure, cfg.certainty), _certainty_kw(C.certainty_delta, cfg.certainty)
+    info = read_info(cfg.model_dir)  # the folder and its critkl.json first: one clear error, nothing loaded
+    level = checkpoint_level(info)
+    device = select_device(cfg.device)
+    model, tok, info = load_checkpoint(cfg.model_dir, device)
+    n_positions = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    check_episode_fit(level, cfg.extra_digits, int(n_positions))
+    probs = C.tracking_problems(level, cfg.extra_digits, cfg.n, cfg.seed)
+    print(C.summarize(C.measure(model, tok, probs, level, cfg.temperature, cfg.ref_temperature, cfg.alpha,
+                                **kw_measure)).to_string(index=False))
+    print(C.table1(C.certainty_delta(model, tok, level, cfg.extra_digits, cfg.n, cfg.temperature,
+                                     cfg.ref_temperature, cfg.seed, **kw_delta)).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
 import os
+import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,22 +20,117 @@ ARCHS = ("llama", "gpt2")
 AUX_TASKS = ("none", "modsum")
 VALUE_INITS = ("random", "mean_return")
 DEVICES = ("auto", "cpu", "cuda")
+BATCHINGS = ("bucketed", "padded")
+PRECISIONS = ("bf16", "fp32")
 
 
 def _f(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
 
 
+# -------------------------------------------------------------------------------------------------
+# Validation. Every config checks every field in ``__post_init__`` (so the Python API and the CLI alike
+# fail before anything is written) and raises ValueError in one form, the field, the value and what is
+# allowed: ``weight_decay=nan is not allowed: must be a finite number >= 0``. Wrong Python types are
+# ValueErrors too (not TypeError), so the CLI maps every bad value to exit status 2.
+MAX_DIGITS = 40             # operands of at most 40 digits (texts of ~7k characters; the paper: 13 + 2)
+MAX_BATCH = 4096            # any count that becomes one batch (batch_size, episodes, evaluation problems)
+MAX_EVAL_SAMPLES = 100_000  # problems per digit length in pre-training evaluations (run in batches of 64)
+MAX_VALUE_HIDDEN = 16_384   # critic width (its H x H layer: 1 GiB with Adam)
+MAX_POSITIONS = 65_536      # 40-digit texts need ~7k
+MAX_COUNT = 10**9           # steps, rounds, epochs and other plain counts
+MAX_SEED = 2**32 - 1
+MIN_TEMPERATURE = 1e-3      # softmax(logits / T) overflows float32 near T = 1e-37; 0.001 is ample room
+MAX_TRAIN_BYTES = 16 * 2**30         # parameters x 4 bytes x 4 (weights, gradients, two Adam moments)
+MAX_ACTIVATION_BYTES = 256 * 2**30   # rough pre-training activation estimate (see PretrainConfig)
+VOCAB_BOUND = 64            # >= the character vocabulary (critkl.tokenizer: 44 tokens)
+
+
+def _bad(name: str, value, rule: str, note: str = "") -> ValueError:
+    return ValueError(f"{name}={value!r} is not allowed: must be {rule}{note}")
+
+
 def _choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+    if not isinstance(value, str) or value not in allowed:
+        raise _bad(name, value, "one of: " + ", ".join(map(str, allowed)))
 
 
-def _positive(cfg, names, strict=True) -> None:
-    for n in names:
-        v = getattr(cfg, n)
-        if v is None or (v <= 0 if strict else v < 0):
-            raise ValueError(f"{n}={v!r} must be {'> 0' if strict else '>= 0'}")
+def _check_types(cfg) -> None:
+    """Every field against its annotation: ``int`` fields take an integer but not a bool, ``float``
+    fields an int or a float (not a bool), ``str`` fields a str. NumPy scalars become Python ones (the
+    cache key is JSON). Finiteness and ranges are checked afterwards, per field."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        v, t = getattr(cfg, f.name), hints.get(f.name)
+        got = f" (got {type(v).__name__})"
+        if t is int:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise _bad(f.name, v, "an integer", got)
+            if type(v) is not int:
+                setattr(cfg, f.name, int(v))
+        elif t is float:
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise _bad(f.name, v, "a finite number", got)
+            if type(v) not in (int, float):
+                setattr(cfg, f.name, float(v))
+        elif t is str and not isinstance(v, str):
+            raise _bad(f.name, v, "a string", got)
+
+
+def _check_ranges(cfg, ranges: dict) -> None:
+    """``ranges``: field -> ``(lo, hi)`` or ``(lo, hi, "open")`` (lo excluded); None = unbounded. Fields
+    absent from the dataclass are skipped. Every float must also be finite, every int <= MAX_COUNT."""
+    hints = typing.get_type_hints(type(cfg))
+    names = {f.name for f in dataclasses.fields(cfg)}
+    for name, spec in ranges.items():
+        if name not in names:
+            continue
+        lo, hi, lo_open = spec[0], spec[1], len(spec) > 2
+        v = getattr(cfg, name)
+        kind = "an integer" if hints[name] is int else "a finite number"
+        if math.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or v <= hi):
+            continue
+        if lo is not None and hi is not None:
+            rule = f"{kind} in {'(' if lo_open else '['}{lo}, {hi}]"
+        elif lo is not None:
+            rule = f"{kind} {'>' if lo_open else '>='} {lo}"
+        else:
+            rule = f"{kind} <= {hi}"
+        raise _bad(name, v, rule)
+    for f in dataclasses.fields(cfg):  # fields without a rule above: finite, and no absurd counts
+        if f.name in ranges:
+            continue
+        v, t = getattr(cfg, f.name), hints.get(f.name)
+        if t is float and not math.isfinite(v):
+            raise _bad(f.name, v, "a finite number")
+        if t is int and abs(v) > MAX_COUNT:
+            raise _bad(f.name, v, f"an integer in [-{MAX_COUNT}, {MAX_COUNT}]")
+
+
+def text_tokens(n_digits: int) -> int:
+    """Tokens in the longest prompt + scratchpad with operands of ``n_digits`` digits (one per character)."""
+    from .task import max_text_length
+    return max_text_length(n_digits)
+
+
+def check_episode_fit(level: int, extra_digits: int, n_positions: int, name: str = "extra_digits") -> None:
+    """Plus-k episodes (prompt + the paper's episode limit) of a model pre-trained up to ``level`` digits
+    must fit its ``n_positions`` (learned positions end there; rotary ones were never trained beyond)
+    and operands stay within MAX_DIGITS. ValueError naming ``name`` (the extra-digits field) otherwise."""
+    from .task import episode_limit, prompt
+
+    def length(k):
+        big = 10 ** (level + k) - 1
+        return len(prompt(big, big)) + episode_limit(level, k)
+
+    if level + extra_digits <= MAX_DIGITS and length(extra_digits) <= n_positions:
+        return
+    top = next((k for k in range(min(extra_digits, MAX_DIGITS - level + 1) - 1, 0, -1)
+                if length(k) <= n_positions), 0)
+    reach = f"; plus{extra_digits} episodes reach {length(extra_digits)} tokens" \
+        if level + extra_digits <= MAX_DIGITS else f"; operands have at most {MAX_DIGITS} digits"
+    raise _bad(name, extra_digits, f"an integer in [1, {top}] for a checkpoint of level={level} and "
+               f"n_positions={n_positions}", reach)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -48,10 +146,31 @@ class ModelConfig:
     n_positions: int = _f(2048, "maximum sequence length (gpt2: learned positions)")
 
     def __post_init__(self):
+        _check_types(self)
         _choice("arch", self.arch, ARCHS)
-        _positive(self, ["n_layer", "n_embd", "n_head", "n_positions"])
+        _check_ranges(self, dict(n_layer=(1, MAX_COUNT), n_embd=(1, MAX_COUNT), n_head=(1, MAX_COUNT),
+                                 n_positions=(1, MAX_POSITIONS)))
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+            raise _bad("n_embd", self.n_embd, f"divisible by n_head={self.n_head}")
+        if self.arch == "llama" and (self.n_embd // self.n_head) % 2:
+            raise _bad("n_head", self.n_head, f"a divisor of n_embd={self.n_embd} that leaves an even head size "
+                       "(rotary positions rotate pairs of dimensions)")
+        gib = self.training_bytes() / 2**30
+        if gib > MAX_TRAIN_BYTES / 2**30:
+            E, L, P = self.n_embd, self.n_layer, self.n_positions
+            name = "n_positions" if P * E > 16 * L * E * E else "n_layer" if L > E else "n_embd"
+            raise _bad(name, getattr(self, name), f"smaller: n_layer={L}, n_embd={E}, n_positions={P} give "
+                       f"~{self.n_params_bound():.3g} parameters, ~{gib:.3g} GiB to train (fp32 weights, "
+                       f"gradients and two Adam moments); the limit is {MAX_TRAIN_BYTES / 2**30:g} GiB")
+
+    def n_params_bound(self) -> int:
+        """An upper bound on the parameter count: 16 E^2 per block (attention 4 E^2, MLP 8-12 E^2) plus
+        token and (gpt2) position embeddings."""
+        E = self.n_embd
+        return 16 * self.n_layer * E * E + (VOCAB_BOUND + self.n_positions) * E
+
+    def training_bytes(self) -> int:
+        return 16 * self.n_params_bound()
 
 
 MODEL_PRESETS: dict[str, dict] = {
@@ -91,30 +210,52 @@ class PretrainConfig:
     eval_samples: int = _f(64, "problems per digit length at each evaluation")
     eval_extra_digits: int = _f(2, "also evaluate lengths N+1..N+extra (out of distribution)")
     ckpt_every: int = _f(100, "steps between resumable checkpoints")
-    device: str = _f("auto", "auto (CUDA with bf16 autocast when present, else CPU), cpu or cuda",
-                     choices=DEVICES, cache_key=False)
+    batching: str = _f("bucketed", "bucketed (each pool of bucket_pool batches sorted by length, so a batch "
+                       "holds texts of similar length: ~2x fewer padding tokens) or padded (batches in draw "
+                       "order, padded to their longest text: the path before issue 13)", choices=BATCHINGS)
+    bucket_pool: int = _f(16, "batches drawn together and sorted by length when batching=bucketed")
+    precision: str = _f("bf16", "bf16 (autocast matmuls to bfloat16, fp32 master weights and optimizer; "
+                        "~1.5x faster on CPUs with AVX-512 BF16) or fp32", choices=PRECISIONS)
+    device: str = _f("auto", "auto (CUDA when present, else CPU), cpu or cuda", choices=DEVICES, cache_key=False)
 
     def __post_init__(self):
-        if isinstance(self.level, bool) or not isinstance(self.level, int) or self.level < 1:
-            raise ValueError(f"level={self.level!r} must be an integer >= 1")
+        _check_types(self)
+        _choice("batching", self.batching, BATCHINGS)
+        _choice("precision", self.precision, PRECISIONS)
         self.preset = resolve_preset(type(self), self.preset)
         _choice("preset", self.preset, tuple(PRETRAIN_PRESETS) + ("custom",))
         _choice("device", self.device, DEVICES)
-        self.model_config()  # validates the architecture fields
-        _positive(self, ["batch_size", "lr", "max_steps", "eval_every", "eval_samples", "ckpt_every"])
-        _positive(self, ["warmup_steps", "weight_decay", "grad_clip", "eval_extra_digits"], strict=False)
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
-        from .task import max_text_length
-        longest = max_text_length(self.level + self.eval_extra_digits) + 1
-        if self.arch == "gpt2" and longest > self.n_positions:
-            raise ValueError(f"n_positions={self.n_positions} is too short for level={self.level} "
-                             f"(+{self.eval_extra_digits} evaluated): texts reach {longest} tokens")
         _choice("aux_task", self.aux_task, AUX_TASKS)
-        if not 0 <= self.aux_fraction < 1 or (self.aux_task == "none") != (self.aux_fraction == 0):
-            raise ValueError(f"aux_fraction={self.aux_fraction} must be in (0, 1) with an aux_task and 0 "
-                             f"without one (aux_task={self.aux_task!r})")
-        _positive(self, ["aux_max_digits"])
+        _check_ranges(self, dict(
+            level=(1, MAX_DIGITS), eval_extra_digits=(0, MAX_DIGITS - 1), aux_max_digits=(1, MAX_DIGITS),
+            seed=(0, MAX_SEED), batch_size=(1, MAX_BATCH), lr=(0, None, "open"), min_lr_ratio=(0, 1),
+            warmup_steps=(0, MAX_COUNT), max_steps=(1, MAX_COUNT), weight_decay=(0, None), grad_clip=(0, None),
+            eval_every=(1, MAX_COUNT), eval_samples=(1, MAX_EVAL_SAMPLES), ckpt_every=(1, MAX_COUNT),
+            bucket_pool=(1, MAX_BATCH), aux_fraction=(0, 1)))
+        if self.level + self.eval_extra_digits > MAX_DIGITS:
+            raise _bad("eval_extra_digits", self.eval_extra_digits, f"<= {MAX_DIGITS - self.level} with "
+                       f"level={self.level} (operands have at most {MAX_DIGITS} digits)")
+        if not self.aux_fraction < 1 or (self.aux_task == "none") != (self.aux_fraction == 0):
+            raise _bad("aux_fraction", self.aux_fraction, "in (0, 1) with an aux_task and 0 without one",
+                       f" (aux_task={self.aux_task!r})")
+        self.model_config()  # validates the architecture fields
+        # Every text must fit the positions (learned ones end at n_positions; rotary ones were never
+        # trained beyond): evaluation generates up to the longest scratchpad + 20 characters after the
+        # prompt at level + eval_extra_digits digits; training texts (+ end token) at level or aux digits.
+        from .task import max_text_length
+        longest = max_text_length(self.level + self.eval_extra_digits) + 20
+        train_digits = max(self.level, self.aux_max_digits if self.aux_task != "none" else 0)
+        if longest > self.n_positions or max_text_length(train_digits) + 1 > self.n_positions:
+            why = (f" (aux operands of {self.aux_max_digits} digits)" if train_digits > self.level + self.eval_extra_digits
+                   else f" (level={self.level}, +{self.eval_extra_digits} evaluated digits)")
+            raise _bad("n_positions", self.n_positions, f">= {max(longest, max_text_length(train_digits) + 1)}: "
+                       f"texts reach that many tokens{why}")
+        act = self.batch_size * (max_text_length(train_digits) + 1) * (
+            self.n_layer * 20 * self.n_embd + 3 * VOCAB_BOUND) * 4
+        if act > MAX_ACTIVATION_BYTES:
+            raise _bad("batch_size", self.batch_size, f"smaller: with n_layer={self.n_layer}, n_embd={self.n_embd} "
+                       f"and texts of up to {max_text_length(train_digits) + 1} tokens a batch needs roughly "
+                       f"{act / 2**30:.3g} GiB of activations (limit {MAX_ACTIVATION_BYTES / 2**30:g} GiB)")
         if self.aux_task == "none":  # irrelevant without an aux task: keep it out of the cache key
             self.aux_max_digits = type(self).__dataclass_fields__["aux_max_digits"].default
 
@@ -152,6 +293,8 @@ PRESET_ALIASES = {"PretrainConfig": {"cpu": "cpu-modsum"}, "RLConfig": {"cpu": "
 
 def resolve_preset(cls, preset: str) -> str:
     """The current name of ``preset`` for ``cls``; an old alias warns (FutureWarning) and maps to it."""
+    if not isinstance(preset, str):
+        raise _bad("preset", preset, "a preset name (a string)", f" (got {type(preset).__name__})")
     new = PRESET_ALIASES.get(cls.__name__, {}).get(preset)
     if new is not None:
         warnings.warn(f"preset {preset!r} is deprecated; it is now called {new!r}", FutureWarning, stacklevel=3)
@@ -194,12 +337,27 @@ def cache_key(cfg) -> str:
 
 
 def critkl_home() -> Path:
-    """Root of critkl's on-disk cache: ``$CRITKL_HOME`` or ``~/.cache/critkl``."""
-    return Path(os.environ.get("CRITKL_HOME", Path.home() / ".cache" / "critkl")).expanduser()
+    """Root of critkl's on-disk cache: ``$CRITKL_HOME`` or, when it is unset, ``~/.cache/critkl``.
+
+    ValueError naming the variable when it is set but unusable: empty, a file (or under one), or a
+    folder (or the nearest existing folder above it) that this process cannot write into."""
+    value = os.environ.get("CRITKL_HOME")
+    if value is None:
+        return Path.home() / ".cache" / "critkl"
+    if not value.strip():
+        raise _bad("CRITKL_HOME", value, "a folder path (unset it to use ~/.cache/critkl)")
+    path = Path(value).expanduser()
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise _bad("CRITKL_HOME", value, "a folder path", f" ({str(existing)!r} is a file, not a folder)")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise _bad("CRITKL_HOME", value, "a writable folder", f" ({str(existing)!r} is read-only)")
+    return path
 
 
 # -------------------------------------------------------------------------------------------------
 KL_VARIANTS = ("none", "standard", "prioritized")
+CERTAINTIES = ("max_prob", "entropy")
 KL_ESTIMATORS = ("k1", "k2", "k3")
 ALGOS = ("a2c", "ppo")
 LOSS_AVERAGES = ("token", "episode")
@@ -265,6 +423,7 @@ class RLConfig:
     device: str = _f("auto", "auto, cpu or cuda", choices=DEVICES, cache_key=False)
 
     def __post_init__(self):
+        _check_types(self)
         _choice("kl", self.kl, KL_VARIANTS)
         _choice("estimator", self.estimator, KL_ESTIMATORS)
         _choice("algo", self.algo, ALGOS)
@@ -275,17 +434,21 @@ class RLConfig:
         _choice("loss_average", self.loss_average, LOSS_AVERAGES)
         _choice("reward", self.reward, REWARDS)
         _choice("baseline", self.baseline, BASELINES)
-        _choice("certainty", self.certainty, ("max_prob", "entropy"))
-        if self.alpha < 0:
-            raise ValueError(f"alpha={self.alpha} must be >= 0 (0 gives the standard KL)")
-        _positive(self, ["temperature", "ref_temperature", "lr", "episodes_per_collect", "rounds",
-                         "update_epochs", "value_hidden", "eval_plus", "critic_epochs", "critic_lr", "max_grad_norm", "extra_digits"])
-        _positive(self, ["beta", "vf_coef", "ent_coef", "minibatch_tokens", "minibatch_episodes", "critic_warmup", "eval_comfort",
-                         "track_critical", "clip"], strict=False)
-        if not (self.eval_temperature == -1 or self.eval_temperature >= 0):
-            raise ValueError(f"eval_temperature={self.eval_temperature} must be -1 (training temperature) or >= 0")
-        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
-            raise ValueError(f"gamma={self.gamma} and gae_lambda={self.gae_lambda} must be in [0, 1]")
+        _choice("certainty", self.certainty, CERTAINTIES)
+        # model_dir: any str here (finetune says when it is empty; read_info checks the folder).
+        _check_ranges(self, dict(
+            beta=(0, None), alpha=(0, None), ref_temperature=(MIN_TEMPERATURE, None),
+            temperature=(MIN_TEMPERATURE, None), extra_digits=(1, MAX_DIGITS - 1), lr=(0, None, "open"),
+            episodes_per_collect=(1, MAX_BATCH), rounds=(1, MAX_COUNT), minibatch_tokens=(0, MAX_COUNT),
+            minibatch_episodes=(0, MAX_BATCH), update_epochs=(1, MAX_COUNT), gamma=(0, 1), gae_lambda=(0, 1),
+            vf_coef=(0, None), ent_coef=(0, None), clip=(0, None), max_grad_norm=(0, None, "open"),
+            value_hidden=(1, MAX_VALUE_HIDDEN), critic_warmup=(0, MAX_COUNT), critic_epochs=(1, MAX_COUNT),
+            critic_lr=(0, None, "open"), eval_plus=(1, MAX_BATCH), eval_comfort=(0, MAX_BATCH),
+            track_critical=(0, MAX_BATCH), seed=(0, MAX_SEED)))
+        t = self.eval_temperature
+        if not (t == -1 or t == 0 or (math.isfinite(t) and t >= MIN_TEMPERATURE)):
+            raise _bad("eval_temperature", t, f"-1 (the training temperature), 0 (greedy) or a finite number "
+                       f">= {MIN_TEMPERATURE}")
 
     @property
     def uses_reference(self) -> bool:
@@ -313,3 +476,34 @@ RL_PRESETS: dict[str, dict] = {
 def rl_config(preset: str = "cpu-reinforce", **overrides) -> RLConfig:
     """An ``RLConfig`` from a named preset plus overrides (``None`` values are ignored)."""
     return _from_preset(RLConfig, RL_PRESETS, preset, overrides)
+
+
+# -------------------------------------------------------------------------------------------------
+_CPU_RL = {**{f.name: f.default for f in dataclasses.fields(RLConfig)}, **RL_PRESETS["cpu-reinforce"]}
+
+
+@dataclass
+class CriticalConfig:
+    """``critkl critical``: critical-token statistics of a checkpoint (the paper's Table 1). The
+    certainty defaults are the ``cpu-reinforce`` RL preset's calibration."""
+
+    model_dir: str = field(metadata={"help": "critkl checkpoint folder (pre-trained or RL)"})
+    extra_digits: int = _f(1, "plus-k problems, k = extra_digits: one operand has level + k digits")
+    n: int = _f(50, "generations (and teacher-forced problems)")
+    temperature: float = _f(_CPU_RL["temperature"], "sampling temperature")
+    ref_temperature: float = _f(_CPU_RL["ref_temperature"], "temperature of the certainty J(s)")
+    alpha: float = _f(_CPU_RL["alpha"], "certainty exponent of the prioritized weight J(s)^alpha")
+    certainty: str = _f(_CPU_RL["certainty"], "certainty form J(s): max_prob or entropy (see RLConfig.certainty)",
+                        choices=CERTAINTIES)
+    seed: int = _f(0, "seeds the problems and the sampling")
+    device: str = _f("auto", "auto, cpu or cuda", choices=DEVICES)
+
+    def __post_init__(self):
+        _check_types(self)
+        if not self.model_dir.strip():
+            raise _bad("model_dir", self.model_dir, "a critkl checkpoint folder (--model)")
+        _choice("certainty", self.certainty, CERTAINTIES)
+        _choice("device", self.device, DEVICES)
+        _check_ranges(self, dict(extra_digits=(1, MAX_DIGITS - 1), n=(1, MAX_BATCH),
+                                 temperature=(MIN_TEMPERATURE, None), ref_temperature=(MIN_TEMPERATURE, None),
+                                 alpha=(0, None), seed=(0, MAX_SEED)))

@@ -1,10 +1,36 @@
-"""Critical tokens: where a model pre-trained up to N digits must go beyond the lengths it has seen.
+"""Critical tokens (the paper's Section 3, its Table 1, Appendix B and Fig. 7): where a model pre-trained up
+to N digits must go beyond the lengths it has seen, how certain it is there, and where its failures start.
 
-On scratchpad line ``step`` an operand list holds ``L - step + 1`` digits, while the longest list seen at
-that line in pre-training holds ``N - step + 1``. Every digit past that, and the comma before it, is a
-critical character: the model must write ``,`` and a digit where it was trained to close ``]``. Names follow
-the reference implementation: from the bracket backwards ``n+g_digit``, ``n+g_comma``, ..., ``n+1_digit``,
-``n+1_comma`` (a list with no digit seen at all starts with ``n+1_digit``, which has no comma).
+**The paper's set** (reference implementation, paper-notes section 3). On scratchpad line ``step`` an operand
+list holds ``L - step + 1`` digits, while the longest list seen at that line in pre-training holds
+``N - step + 1``. Every digit past that, and the comma before it, is a critical character: the model must
+write ``,`` and a digit where it was trained to close ``]``. Names follow the reference implementation:
+from the bracket backwards ``n+g_digit``, ``n+g_comma``, ..., ``n+1_digit``, ``n+1_comma`` (a list with no
+digit seen at all starts with ``n+1_digit``, which has no comma).
+
+**The Appendix-B site** ``n_copy`` (paper Appendix B: a model pre-trained to N = 3 "recopying the last digit
+instead of the penultimate one"; critkl's failure-site count, results/summary.md: 39 of 76 failures start
+one digit before the paper's window). On line ``step``, for a list holding ``m`` digits with
+``m > seen = N - step + 1 >= 1``, it is the ``seen``-th digit of the list: the last position a list of
+pre-training length fills. In pre-training that position always holds the list's *last* digit, so a model
+that keeps the habit writes the list's last digit there instead of the true one, then closes the bracket.
+On line 1 of an (N+1)-digit operand the true digit is the operand's penultimate one: "recopying the last
+digit instead of the penultimate one". Worked example, N = 3, ``3395+1791`` (completion offsets, i.e. into
+``task.scratchpad``; add ``len(task.prompt(a, b)) = 24`` for ``CriticalToken.index``)::
+
+    line 1  [3,3,9,5] + [1,7,9,1]   seen 3: n_copy = the 9 at 16 and the 9 at 28; a model that recopies the
+                                    last digit writes "[3,3,5]" (wrong at 16: "5" for "9"), one character
+                                    before the paper's n+1_comma (17) and n+1_digit (18)
+    line 2  [3,3,9] + [1,7,9]       seen 2: n_copy = the second digits 3 and 7 (the wrong copy: "[3,9]")
+    line 3  [3,3] + [1,7]           seen 1: n_copy = the first digits 3 and 1
+
+Not chosen: the last digit inside the list on line 2 (``[3,3,9]`` copying 9, line 1's penultimate digit) is
+already the paper's ``n+1_digit`` of step 2; the ``x`` of ``x+y+c=s`` reads the list's last digit, which is
+right there, so no early-close habit can mislead it.
+
+``locate``, ``measure``, ``critical_mask`` and ``certainty_delta`` use the paper's set unless
+``sites=("paper", "appendix_b")`` is passed; ``critical_probabilities`` (what the trainer tracks, Fig. 7)
+includes ``n_copy`` rows by default.
 """
 from __future__ import annotations
 
@@ -15,48 +41,76 @@ import pandas as pd
 import torch
 
 from . import task
-from .losses import certainty, kl_weight
+from .analysis import mean_ci
+from .losses import CERTAINTY_KINDS, certainty, kl_weight
 from .sampling import completion_logits, forward, generate, left_pad
 from .tokenizer import encode
+
+SITES = ("paper", "appendix_b")
+APPENDIX_B_NAME = "n_copy"
 
 
 @dataclass(frozen=True)
 class CriticalToken:
     step: int      # scratchpad line, 1 = first
     operand: int   # 1 (left list) or 2 (right list)
-    name: str      # e.g. "n+1_comma"
+    name: str      # e.g. "n+1_comma", or "n_copy" (the Appendix-B site)
     index: int     # character (= token) offset into prompt(a, b) + scratchpad(a, b)
     char: str      # the correct character there
 
 
-def locate(a: int, b: int, level: int, steps: int = 3) -> list[CriticalToken]:
+def _check_sites(sites) -> tuple:
+    sites = (sites,) if isinstance(sites, str) else tuple(sites)
+    bad = [s for s in sites if s not in SITES]
+    if bad:
+        raise ValueError(f"unknown critical site(s) {bad}; allowed: {', '.join(SITES)}")
+    return sites
+
+
+def _list_tokens(step: int, operand: int, first_digit: int, m: int, seen: int, text: str, sites) -> list:
+    """Critical characters of one operand list (``m`` digits, first digit at ``first_digit``)."""
+    out = []
+    if "appendix_b" in sites and m > seen >= 1:
+        pos = first_digit + 2 * (seen - 1)
+        out.append(CriticalToken(step, operand, APPENDIX_B_NAME, pos, text[pos]))
+    if "paper" in sites:
+        for j in range(seen + 1, m + 1):  # 1-based digit number in the list
+            g, pos = j - seen, first_digit + 2 * (j - 1)
+            if j > 1:
+                out.append(CriticalToken(step, operand, f"n+{g}_comma", pos - 1, ","))
+            out.append(CriticalToken(step, operand, f"n+{g}_digit", pos, text[pos]))
+    return out
+
+
+def locate(a: int, b: int, level: int, steps: int = 3, sites=("paper",)) -> list[CriticalToken]:
     """Critical characters of ``(a, b)`` for a model pre-trained up to ``level`` digits, on the first
-    ``steps`` scratchpad lines (the reference code tracks three)."""
+    ``steps`` scratchpad lines (the reference code tracks three), in text order per line and operand.
+    ``sites``: ``"paper"`` (the reference implementation's set) and/or ``"appendix_b"`` (``n_copy``, see
+    the module docstring)."""
     task._check_level(level)
+    sites = _check_sites(sites)
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
     text = task.full_text(a, b)
-    lines_start = text.index("<scratch>\n") + len("<scratch>\n")
-    body = text[lines_start:].split("\n")
-    out, offset = [], lines_start
+    offset = text.index("<scratch>\n") + len("<scratch>\n")
     digits = (len(str(a)), len(str(b)))
-    for step, line in enumerate(body[:steps], start=1):
+    out = []
+    for step, line in enumerate(text[offset:].split("\n")[:steps], start=1):
         if not line.startswith("["):
             break
-        left_end = line.index("]")
-        right_start = line.index("[", left_end)
+        right_start = line.index("[", line.index("]"))
         for operand, open_pos in ((1, 0), (2, right_start)):
-            m = max(digits[operand - 1] - step + 1, 0)          # digits in this list
-            seen = max(level - step + 1, 0)                      # longest list seen here in pre-training
-            for j in range(seen + 1, m + 1):                     # 1-based digit number in the list
-                g = j - seen
-                digit_pos = offset + open_pos + 1 + 2 * (j - 1)
-                if j > 1:
-                    out.append(CriticalToken(step, operand, f"n+{g}_comma", digit_pos - 1, ","))
-                out.append(CriticalToken(step, operand, f"n+{g}_digit", digit_pos, text[digit_pos]))
+            m = max(digits[operand - 1] - step + 1, 0)   # digits in this list
+            seen = max(level - step + 1, 0)               # longest list seen here in pre-training
+            out += _list_tokens(step, operand, offset + open_pos + 1, m, seen, text, sites)
         offset += len(line) + 1
     assert all(text[c.index] == c.char for c in out)
     return out
+
+
+def locate_appendix_b(a: int, b: int, level: int, steps: int = 3) -> list[CriticalToken]:
+    """Only the Appendix-B ``n_copy`` characters of ``(a, b)`` (see the module docstring)."""
+    return locate(a, b, level, steps, sites=("appendix_b",))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -81,13 +135,13 @@ def teacher_forced(model, tok, problems, temperature: float = 1.0, ref_temperatu
 
 
 def measure(model, tok, problems, level: int, temperature: float = 1.0, ref_temperature: float = 1.0,
-            alpha: float = 1.0, steps: int = 3) -> pd.DataFrame:
+            alpha: float = 1.0, steps: int = 3, sites=("paper",)) -> pd.DataFrame:
     """One row per target character of each problem, teacher-forced on the true text: the probability
     of the correct character (at ``temperature``), the certainty J(s) (at ``ref_temperature``), the
     prioritized weight J^alpha, and whether the position is critical (with its name)."""
     rows = []
     for p, ((a, b), (ids, logits)) in enumerate(zip(problems, teacher_forced(model, tok, problems))):
-        crit = {c.index: c for c in locate(a, b, level, steps)}
+        crit = {c.index: c for c in locate(a, b, level, steps, sites)}
         start = len(task.prompt(a, b))
         lg = logits[start:]
         tgt = ids[start:]
@@ -123,78 +177,194 @@ def _critical_states(gen_ids: torch.Tensor, mask: torch.Tensor, truth: list[int]
     return [t for t in crit_idx if t <= first_diff and t < n]
 
 
-def critical_mask(gen, tok, problems, level: int, steps: int = 3) -> torch.Tensor:
+def critical_mask(gen, tok, problems, level: int, steps: int = 3, sites=("paper",)) -> torch.Tensor:
     """``(B, L)`` 0/1 mask over a generation's completion tokens: 1 at the states of the true
     scratchpad's critical positions that the episode reached while still matching the truth."""
     crit = torch.zeros_like(gen.completion_mask)
     for i, (a, b) in enumerate(problems):
         P = len(task.prompt(a, b))
-        idx = [c.index - P for c in locate(a, b, level, steps)]
+        idx = [c.index - P for c in locate(a, b, level, steps, sites)]
         truth = encode(tok, task.scratchpad(a, b))
         for t in _critical_states(gen.completion_ids[i], gen.completion_mask[i], truth, idx):
             crit[i, t] = 1
     return crit
 
 
+# -------------------------------------------------------------------------------------------------
+# Table 1: Delta-J at critical vs non-critical states (the paper's Section 3.3)
+def delta_certainty(certainties):
+    """The paper's Section 3.3 Delta-J: each token's certainty minus the mean certainty over the *other*
+    tokens of the same generation, d_i = c_i - (sum_j c_j - c_i) / (n - 1) = n / (n - 1) (c_i - mean c).
+
+    A 1-D ``torch.Tensor`` or ``np.ndarray`` in, the same type out (float). ``n == 1``: NaN (no other
+    token); empty: ValueError. Example: [1.0, 0.5, 0.0] -> [0.75, 0.0, -0.75]."""
+    is_torch = isinstance(certainties, torch.Tensor)
+    x = (certainties if certainties.is_floating_point() else certainties.double()) if is_torch \
+        else np.asarray(certainties, dtype=float)
+    if x.ndim != 1:
+        raise ValueError(f"delta_certainty takes the certainties of one generation (1-D), got shape {tuple(x.shape)}")
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("delta_certainty of an empty generation")
+    if n == 1:
+        return x * float("nan")
+    return x - (x.sum() - x) / (n - 1)
+
+
+def generation_deltas(cert, critical_positions) -> dict:
+    """Table-1 numbers of one generation from its per-token certainties and its critical positions: mean
+    Delta-J (``delta_certainty``) over the critical positions and over the others, the others' minimum,
+    and the mean certainty of each group (NaN for an empty group)."""
+    c = torch.as_tensor(cert, dtype=torch.float64)
+    d = delta_certainty(c)
+    is_c = torch.zeros(len(c), dtype=torch.bool)
+    is_c[list(critical_positions)] = True
+    mean = lambda x: float(x.mean()) if len(x) else float("nan")  # noqa: E731
+    return dict(n_tokens=len(c), n_critical=int(is_c.sum()), delta_critical=mean(d[is_c]),
+                delta_noncritical=mean(d[~is_c]), delta_noncritical_min=float(d[~is_c].min()) if (~is_c).any()
+                else float("nan"), certainty_critical=mean(c[is_c]), certainty_noncritical=mean(c[~is_c]))
+
+
 @torch.no_grad()
 def certainty_delta(model, tok, level: int, extra_digits: int = 1, n_generations: int = 50, temperature: float = 1.0,
-                    ref_temperature: float = 1.0, seed: int = 0, steps: int = 3) -> pd.DataFrame:
-    """The paper's Table 1 quantity, in critkl's reading: Delta-J(s) = J(s) - mean_{s' in g} J(s').
+                    ref_temperature: float = 1.0, seed: int = 0, steps: int = 3, kinds=CERTAINTY_KINDS,
+                    sites=("paper",)) -> pd.DataFrame:
+    """The paper's Table 1 quantity: Delta-J(s) (``delta_certainty``) at critical vs non-critical states.
 
-    ``n_generations`` plus-k problems (k = ``extra_digits``) are sampled from the model (KV cache, one batch); J is the
-    certainty of the model (at ``ref_temperature``) at each visited state. For each generation it
-    averages Delta-J over the critical states it visited (states of the true scratchpad at a critical
-    index, reached while the generation still matched the truth) and over all other states. Returns one
-    row per generation; see ``table1`` for the mean and standard error.
-    """
+    ``n_generations`` plus-k problems (k = ``extra_digits``) are sampled from the model (KV cache, one
+    batch); J is the model's certainty (at ``ref_temperature``) at each visited state, in each form of
+    ``kinds`` (``losses.certainty``: ``max_prob``, the released code's; ``entropy``, the paper's Eq. 2).
+    Critical states are states of the true scratchpad at a critical index, reached while the generation
+    still matched the truth. Returns one row per generation per certainty kind (``generation_deltas``
+    columns plus generation, a, b, correct, certainty_kind); ``table1`` gives the means."""
     rng = np.random.default_rng([seed, level, extra_digits])
     problems = task.Split("plus", level, extra_digits).sample(n_generations, rng)
     device = next(model.parameters()).device
     gen_rng = torch.Generator(device=device).manual_seed(seed)
-    max_new = task.episode_limit(level, extra_digits)
-    gen = generate(model, tok, [task.prompt(a, b) for a, b in problems], max_new, temperature, gen_rng)
+    gen = generate(model, tok, [task.prompt(a, b) for a, b in problems], task.episode_limit(level, extra_digits),
+                   temperature, gen_rng)
     logits, _, _ = completion_logits(model, gen)
-    cert = certainty(logits, ref_temperature)
-    rows = []
+    states = []
     for i, (a, b) in enumerate(problems):
-        P = len(task.prompt(a, b))
-        truth = encode(tok, task.scratchpad(a, b))
-        crit = [c.index - P for c in locate(a, b, level, steps)]
-        m = gen.completion_mask[i].bool()
-        c = cert[i][m]
-        delta = c - c.mean()
-        cs = _critical_states(gen.completion_ids[i], gen.completion_mask[i], truth, crit)
-        is_c = torch.zeros_like(m[m]); is_c[cs] = True
-        rows.append(dict(generation=i, a=a, b=b, correct=task.is_correct(gen.texts[i], a, b),
-                         n_critical=len(cs), delta_critical=float(delta[is_c].mean()) if cs else float("nan"),
-                         delta_noncritical=float(delta[~is_c].mean()),
-                         delta_noncritical_min=float(delta[~is_c].min()),
-                         certainty_critical=float(c[is_c].mean()) if cs else float("nan"),
-                         certainty_noncritical=float(c[~is_c].mean())))
+        crit = [c.index - len(task.prompt(a, b)) for c in locate(a, b, level, steps, sites)]
+        states.append(_critical_states(gen.completion_ids[i], gen.completion_mask[i],
+                                       encode(tok, task.scratchpad(a, b)), crit))
+    rows = []
+    for kind in kinds:
+        cert = certainty(logits, ref_temperature, kind).cpu()
+        for i, (a, b) in enumerate(problems):
+            m = gen.completion_mask[i].bool().cpu()
+            rows.append(dict(generation=i, a=a, b=b, correct=task.is_correct(gen.texts[i], a, b), certainty_kind=kind,
+                             **generation_deltas(cert[i][m], states[i])))
     return pd.DataFrame(rows)
 
 
-def table1(per_generation: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard error over generations of Delta-J at critical and non-critical states."""
+TABLE1_COLUMNS = (("delta_critical", "critical"), ("delta_noncritical", "non-critical"),
+                  ("delta_noncritical_min", "non-critical (min.)"))
+
+
+def table1(per_generation: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per certainty kind x (critical, non-critical, non-critical minimum): mean over generations of
+    ``certainty_delta``'s columns, its standard error and its ``confidence`` t-interval
+    (``analysis.mean_ci``); generations that visited no critical state are left out of ``critical``."""
+    kinds = (per_generation.groupby("certainty_kind", sort=False) if "certainty_kind" in per_generation
+             else [("max_prob", per_generation)])
     out = []
-    for col, label in (("delta_critical", "critical"), ("delta_noncritical", "non-critical")):
-        x = per_generation[col].dropna()
-        out.append(dict(tokens=label, mean=x.mean(), se=x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.nan,
-                        n_generations=len(x)))
+    for kind, g in kinds:
+        for col, label in TABLE1_COLUMNS:
+            if col not in g:
+                continue
+            x = g[col].dropna().to_numpy(dtype=float)
+            mean, half, n = mean_ci(x, confidence)
+            out.append(dict(certainty_kind=kind, tokens=label, mean=mean,
+                            se=x.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan,
+                            ci_low=mean - half, ci_high=mean + half, n_generations=n))
     return pd.DataFrame(out)
 
 
 # -------------------------------------------------------------------------------------------------
+# Fig. 7: tracking during RL
 def tracking_problems(level: int, extra_digits: int = 1, n: int = 16, seed: int = 0):
     """A fixed set of plus-k problems on which critical-token probabilities are tracked during RL."""
     return task.Split("plus", level, extra_digits).sample(n, np.random.default_rng([seed, 7, level, extra_digits]))
 
 
 def critical_probabilities(model, tok, problems, level: int, temperature: float = 1.0,
-                           steps: int = 3) -> pd.DataFrame:
+                           steps: int = 3, sites=SITES) -> pd.DataFrame:
     """Teacher-forced probability of the correct character at every critical position, one row each
-    (``step``, ``operand``, ``name``), averaged over ``problems``."""
-    df = measure(model, tok, problems, level, temperature=temperature, steps=steps)
+    (``step``, ``operand``, ``name``), averaged over ``problems``. By default both the paper's set and
+    the Appendix-B ``n_copy`` site (rows named ``n_copy``)."""
+    df = measure(model, tok, problems, level, temperature=temperature, steps=steps, sites=sites)
     df = df[df.critical]
     return (df.groupby(["step", "operand", "name"], as_index=False)["p_correct"].mean()
             if len(df) else pd.DataFrame(columns=["step", "operand", "name", "p_correct"]))
+
+
+# -------------------------------------------------------------------------------------------------
+# Where failures start (formerly benchmarks/failure_sites.py)
+def first_divergence(text: str, truth: str) -> int:
+    """Index of the first character where ``text`` differs from ``truth``; if one is a prefix of the
+    other, the length of the shorter; -1 if they are equal."""
+    if text == truth:
+        return -1
+    return next((i for i, (x, y) in enumerate(zip(text, truth)) if x != y), min(len(text), len(truth)))
+
+
+def _line_of(truth: str, index: int) -> int:
+    """Scratchpad line of completion offset ``index`` (1 = first list line, 0 = the ``<scratch>`` header;
+    a line's closing newline belongs to it)."""
+    return max(truth[:index].count("\n") - 1, 0)
+
+
+def classify_site(a: int, b: int, level: int, index: int, steps: int = 3) -> str:
+    """What sits at completion offset ``index`` (into ``task.scratchpad(a, b)``) for a model pre-trained
+    up to ``level``: ``"critical:<name>"`` at one of the paper's critical characters, ``"appendix_b"`` at
+    the ``n_copy`` site, else ``"header"`` (``\\n<scratch>\\n``), ``"line <i>"`` (scratchpad line i, the
+    ``END`` line included) or ``"answer"`` (``</scratch>``, the answer line, or past the end)."""
+    P = len(task.prompt(a, b))
+    crit = {c.index - P: c.name for c in locate(a, b, level, steps, SITES)}
+    if index in crit:
+        return "appendix_b" if crit[index] == APPENDIX_B_NAME else f"critical:{crit[index]}"
+    truth = task.scratchpad(a, b)
+    line = _line_of(truth, index)
+    n_lines = max(len(str(a)), len(str(b))) + 1
+    if index >= len(truth) or line > n_lines:
+        return "answer"
+    return "header" if line == 0 else f"line {line}"
+
+
+def failure_row(text: str, a: int, b: int, level: int, steps: int = 3) -> dict:
+    """One completion's first wrong character: ``index`` (completion offset, -1 if none), ``line``,
+    ``site`` (``classify_site``, "none" if the text is the truth), ``before`` (16 true characters before
+    it), ``wrote`` and ``truth`` (8 characters from it)."""
+    truth = task.scratchpad(a, b)
+    i = first_divergence(text, truth)
+    if i < 0:
+        return dict(a=a, b=b, correct=True, index=-1, line=-1, site="none", before="", wrote="", truth="")
+    return dict(a=a, b=b, correct=task.is_correct(text, a, b), index=i, line=_line_of(truth, i),
+                site=classify_site(a, b, level, i, steps), before=truth[max(0, i - 16):i], wrote=text[i:i + 8],
+                truth=truth[i:i + 8])
+
+
+@torch.no_grad()
+def failure_sites(model, tok, level: int, extra_digits: int = 1, n: int = 128, temperature: float = 1.0,
+                  seed: int = 5, steps: int = 3) -> pd.DataFrame:
+    """Where do a model's plus-k failures start? ``n`` plus-k problems (``np.random.default_rng(seed)``),
+    one completion each sampled at ``temperature`` (torch generator seed 0); one ``failure_row`` per
+    problem. ``failure_site_counts`` tallies them."""
+    problems = task.Split("plus", level, extra_digits).sample(n, np.random.default_rng(seed))
+    device = next(model.parameters()).device
+    gen = generate(model, tok, [task.prompt(a, b) for a, b in problems], task.episode_limit(level, extra_digits),
+                   temperature, torch.Generator(device=device).manual_seed(0))
+    return pd.DataFrame([failure_row(t, a, b, level, steps) for t, (a, b) in zip(gen.texts, problems)])
+
+
+def failure_site_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Counts of ``failure_sites`` rows per site: correct problems count as ``"correct"`` (wherever their
+    scratchpad first differs), the rest by the site of their first wrong character; ``share`` is the
+    fraction of the failures (NaN for ``correct``). Sorted by count."""
+    site = df["site"].where(~df["correct"].astype(bool), "correct")
+    c = site.value_counts().rename_axis("site").reset_index(name="n")
+    n_fail = int((~df["correct"].astype(bool)).sum())
+    c["share"] = np.where(c.site == "correct", np.nan, c.n / max(n_fail, 1))
+    return c

@@ -64,25 +64,87 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (weights and optimizer stay fp32); a no-op context on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast (weights and optimizer stay fp32) or a no-op context. ``auto``: bf16 on CUDA, fp32 on
+    CPU; ``bf16`` or ``fp32`` force it on either."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 # -------------------------------------------------------------------------------------------------
+def first_nonfinite(model: nn.Module) -> str | None:
+    """Name of the first floating-point tensor of ``model``'s state dict holding a NaN or an inf, or None."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
 def save_checkpoint(model: PreTrainedModel, tok, path: Path, info: dict) -> None:
-    """Write model, tokenizer and ``critkl.json`` into the (new or empty) folder ``path``."""
+    """Write model, tokenizer and ``critkl.json`` into the (new or empty) folder ``path``.
+
+    Checked before anything is written: a model with a NaN or inf weight raises FloatingPointError
+    naming the tensor, and an ``info`` that ``read_info`` would refuse raises CheckpointError."""
     path = Path(path)
+    bad = first_nonfinite(model)
+    if bad is not None:
+        raise FloatingPointError(f"refusing to save a model with non-finite weights to {str(path)!r}: tensor "
+                                 f"{bad!r} holds nan or inf")
+    validate_info(info, path / CRITKL_FILE)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
     (path / CRITKL_FILE).write_text(json.dumps(info, indent=2, default=str))
 
 
+CHECKPOINT_KINDS = ("pretrain", "rl")
+
+
+def _json_type(v) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(v), type(v).__name__)
+
+
+def validate_info(info, path) -> dict:
+    """``info`` (the parsed ``critkl.json`` at ``path``) if it describes a critkl checkpoint, else one
+    CheckpointError naming the file and the key: a JSON object with ``kind`` pretrain or rl and a
+    ``config`` object; the level (``config.level`` for pretrain, ``level`` for rl checkpoints) an
+    integer in [1, MAX_DIGITS]; ``config.arch`` and ``config.n_positions``, where present, valid."""
+    from .config import ARCHS, MAX_DIGITS, MAX_POSITIONS
+
+    def bad(key, value, rule):
+        return CheckpointError(f"{str(path)!r} is not a valid critkl checkpoint description: {key}={value!r} "
+                               f"is not allowed: must be {rule}")
+
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{str(path)!r} is not a valid critkl checkpoint description: it holds "
+                              f"{_json_type(info)}, not an object with 'kind' and 'config'")
+    kind = info.get("kind")
+    if not isinstance(kind, str) or kind not in CHECKPOINT_KINDS:
+        raise bad("kind", kind, "one of: " + ", ".join(CHECKPOINT_KINDS))
+    cfg = info.get("config")
+    if not isinstance(cfg, dict):
+        raise bad("config", cfg, "an object (the config that produced the checkpoint)")
+    key, level = ("config.level", cfg.get("level")) if kind == "pretrain" else ("level", info.get("level"))
+    if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= MAX_DIGITS:
+        raise bad(key, level, f"an integer in [1, {MAX_DIGITS}]")
+    if "arch" in cfg and cfg["arch"] not in ARCHS:
+        raise bad("config.arch", cfg["arch"], "one of: " + ", ".join(ARCHS))
+    n_pos = cfg.get("n_positions", 1)
+    if "n_positions" in cfg and (isinstance(n_pos, bool) or not isinstance(n_pos, int)
+                                 or not 1 <= n_pos <= MAX_POSITIONS):
+        raise bad("config.n_positions", n_pos, f"an integer in [1, {MAX_POSITIONS}]")
+    return info
+
+
+def checkpoint_level(info: dict) -> int:
+    """The pre-training level N of a checkpoint (pre-trained or RL) from its validated ``info``."""
+    return int(info["config"]["level"] if info["kind"] == "pretrain" else info["level"])
+
+
 def read_info(path: Path) -> dict:
-    """The ``critkl.json`` of a checkpoint folder, or CheckpointError saying what is wrong."""
+    """The validated ``critkl.json`` of a checkpoint folder, or CheckpointError saying what is wrong."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint folder {str(path)!r} does not exist or is not a folder")
@@ -91,17 +153,34 @@ def read_info(path: Path) -> dict:
         raise CheckpointError(f"{str(path)!r} is not a critkl checkpoint: it has no {CRITKL_FILE} "
                               "(make one with `critkl pretrain` or critkl.pretrain(...))")
     try:
-        return json.loads(f.read_text())
+        info = json.loads(f.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{str(f)!r} is corrupt: {e}") from e
+    except (OSError, RecursionError) as e:
+        raise CheckpointError(f"{str(f)!r} cannot be read: {type(e).__name__}: {e}") from e
+    return validate_info(info, f)
+
+
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu"):
-    """``(model, tokenizer, info)`` from a critkl checkpoint folder, the model in eval mode."""
+    """``(model, tokenizer, info)`` from a critkl checkpoint folder, the model in eval mode.
+
+    One CheckpointError naming the file for: a missing, malformed or partial ``critkl.json``, missing or
+    corrupt weights, and weights holding a NaN or an inf."""
     info = read_info(path)
+    path = Path(path)
+    if not any((path / w).is_file() for w in WEIGHTS_FILES):
+        raise CheckpointError(f"could not load the checkpoint in {str(path)!r}: its weights file "
+                              f"{str(path / WEIGHTS_FILES[0])!r} is missing")
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     except Exception as e:  # corrupt weights, missing files, bad json: one clear message
         raise CheckpointError(f"could not load the checkpoint in {str(path)!r}: {type(e).__name__}: {e}") from e
+    bad = first_nonfinite(model)
+    if bad is not None:
+        raise CheckpointError(f"could not load the checkpoint in {str(path)!r}: its weights "
+                              f"({str(path / WEIGHTS_FILES[0])!r}) hold nan or inf in tensor {bad!r}")
     return model.to(device).eval(), tok, info

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from tqdm.auto import tqdm
 
 from . import task
 from .config import PretrainConfig, cache_dict, cache_key, critkl_home, pretrain_config
-from .model import (CheckpointError, autocast, build_model, load_checkpoint, n_params, save_checkpoint,
-                    select_device)
+from .model import CRITKL_FILE, autocast, build_model, load_checkpoint, n_params, save_checkpoint, select_device
+from .runs import RunFolder, rng_state, set_rng_state
 from .sampling import generate
 from .tokenizer import build_tokenizer, encode
 
@@ -59,9 +58,10 @@ def make_batch(tok, problems: list[tuple[int, int]], device=None, aux: list[bool
     return ids.to(device), mask.to(device), lab.to(device)
 
 
-def lm_loss(model, ids, mask, labels) -> torch.Tensor:
-    """Mean next-token cross-entropy over the labelled (target) tokens."""
-    with autocast(ids.device):
+def lm_loss(model, ids, mask, labels, precision: str = "auto") -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled (target) tokens (``precision``: see
+    ``critkl.model.autocast``)."""
+    with autocast(ids.device, precision):
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                            ignore_index=IGNORE)
@@ -92,7 +92,7 @@ def accuracy_by_digits(model, tok, digit_lengths, n: int, seed: int, temperature
 
 
 def sample_batch(cfg: PretrainConfig, rng: np.random.Generator):
-    """``(problems, aux_flags)`` of one batch: comfort-zone additions, and with probability
+    """``(problems, aux_flags)`` of one batch drawn in order: comfort-zone additions, and with probability
     ``aux_fraction`` per example an auxiliary problem with operands of 1..aux_max_digits digits."""
     if cfg.aux_task == "none":
         return [task.sample_comfort(cfg.level, rng) for _ in range(cfg.batch_size)], None
@@ -100,36 +100,55 @@ def sample_batch(cfg: PretrainConfig, rng: np.random.Generator):
     return [task.sample_comfort(cfg.aux_max_digits if f else cfg.level, rng) for f in flags], flags
 
 
+def batch_pool(cfg: PretrainConfig, pool: int) -> list[tuple[list, list | None]]:
+    """The ``bucket_pool`` batches that start at step ``pool * bucket_pool``, a pure function of the config
+    and the pool index (so a resumed run sees the same data without saving a data-loader state).
+
+    ``padded``: batches in draw order. ``bucketed``: the same examples sorted by text length before they
+    are cut into batches, whose order is then shuffled: each batch holds texts of similar length, so
+    little of its compute is padding, and over a pool the model sees exactly the same examples."""
+    rng = np.random.default_rng([cfg.seed, 17, pool])
+    drawn = [sample_batch(cfg, rng) for _ in range(cfg.bucket_pool)]
+    if cfg.batching == "padded":
+        return drawn
+    examples = [(p, bool(f[i]) if f is not None else False) for ps, f in drawn for i, p in enumerate(ps)]
+    examples.sort(key=lambda e: len(task.full_text(*e[0])))  # modsum texts are as long as additions' (+-1)
+    batches = [examples[i:i + cfg.batch_size] for i in range(0, len(examples), cfg.batch_size)]
+    order = rng.permutation(len(batches))
+    aux = cfg.aux_task != "none"
+    return [([p for p, _ in batches[j]], [f for _, f in batches[j]] if aux else None) for j in order]
+
+
 def checkpoint_dir(cfg: PretrainConfig, home: Path | None = None) -> Path:
     """Where the finished checkpoint of ``cfg`` lives (whether or not it exists yet)."""
     return Path(home or critkl_home()) / "pretrain" / f"{cfg.name}-{cache_key(cfg)}"
-
-
-def _save_state(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: an interrupt never leaves a half-written state.pt
 
 
 def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, progress: bool = True,
              on_step=None, **overrides) -> Path:
     """Pre-train (or load from the cache) the model of ``cfg`` and return its checkpoint folder.
 
-    ``cfg`` defaults to ``pretrain_config(preset, **overrides)``. Interrupted runs resume from their last
-    checkpoint in ``<dir>.partial``. ``on_step(step)`` is called after each optimizer step (tests use it
-    to simulate an interrupt).
+    ``cfg`` defaults to ``pretrain_config(preset, **overrides)``. The run folder (``critkl.runs``) makes it
+    cached, resumable after a kill, and safe when two identical runs start together. ``on_step(step)`` is
+    called after each optimizer step (tests use it to simulate an interrupt).
     """
     if cfg is None:
         cfg = pretrain_config(overrides.pop("preset", "cpu-modsum"), **overrides)
     elif overrides:
         cfg = dataclasses.replace(cfg, **overrides)
-    final = checkpoint_dir(cfg, home)
-    if (final / "critkl.json").is_file():
-        return final
+    run = RunFolder(checkpoint_dir(cfg, home), marker=CRITKL_FILE)
+    if run.done():
+        return run.final
     device = select_device(cfg.device)
-    partial = final.with_name(final.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
+    with run.claim(quiet=not progress):
+        if run.done():  # finished by another process while this one waited
+            return run.final
+        return train(cfg, run, device, progress, on_step)
 
+
+def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: bool = True, on_step=None) -> Path:
+    """The training loop (nanoGPT's ``train.py``): batch -> loss -> backward -> clip -> step, evaluate
+    every ``eval_every`` steps, save the resumable state every ``ckpt_every`` steps."""
     tok = build_tokenizer()
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model_config(), tok).to(device)
@@ -137,39 +156,32 @@ def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, pro
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
-    rng = np.random.default_rng(cfg.seed)
-    step, elapsed, tokens, evals, log = 0, 0.0, 0, [], []
-    state_file = partial / "state.pt"
-    if state_file.is_file():
-        try:
-            st = torch.load(state_file, map_location=device, weights_only=False)
-            model.load_state_dict(st["model"])
-            opt.load_state_dict(st["opt"])
-        except Exception as e:
-            raise CheckpointError(f"resumable state {str(state_file)!r} is unreadable ({e}); delete "
-                                  f"{str(partial)!r} to restart this run from scratch") from e
-        rng.bit_generator.state = st["rng"]
-        torch.set_rng_state(st["torch_rng"])
-        if st.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(st["cuda_rng"])
-        step, elapsed, tokens, evals, log = st["step"], st["elapsed"], st["tokens"], st["evals"], st["log"]
-
-    digit_lengths = range(1, cfg.level + cfg.eval_extra_digits + 1)
-
-    def run_eval():
-        df = accuracy_by_digits(model, tok, digit_lengths, cfg.eval_samples, seed=cfg.seed + 1)
-        evals.extend(df.assign(step=step).to_dict("records"))
-        return df
+    step, elapsed, tokens, padded, evals, log = 0, 0.0, 0, 0, [], []
+    st = run.load_state(device)
+    if st is not None:
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        set_rng_state(st["rng"])
+        step, elapsed, tokens, padded, evals, log = (st["step"], st["elapsed"], st["tokens"], st.get("padded", 0),
+                                                     st["evals"], st["log"])
+    lengths = range(1, cfg.level + cfg.eval_extra_digits + 1)
+    precision = cfg.precision if device.type == "cpu" else "auto"
 
     model.train()
     bar = tqdm(total=cfg.max_steps, initial=step, desc=f"pretrain {cfg.name}", disable=not progress)
     t0 = time.perf_counter() - elapsed
+    pool_index, pool = -1, []
     while step < cfg.max_steps:
+        # ---- batch
+        if step // cfg.bucket_pool != pool_index:
+            pool_index = step // cfg.bucket_pool
+            pool = batch_pool(cfg, pool_index)
+        problems, aux = pool[step % cfg.bucket_pool]
+        ids, mask, labels = make_batch(tok, problems, device, aux)
+        # ---- loss, backward, clip, step
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        problems, aux = sample_batch(cfg, rng)
-        ids, mask, labels = make_batch(tok, problems, device, aux)
-        loss = lm_loss(model, ids, mask, labels)
+        loss = lm_loss(model, ids, mask, labels, precision)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pre-training loss became {loss.item()} at step {step}; "
                                      f"lower lr (now {cfg.lr}) or raise warmup_steps")
@@ -179,37 +191,37 @@ def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, pro
         opt.step()
         step += 1
         tokens += int(mask.sum())
+        padded += ids.numel()
         elapsed = time.perf_counter() - t0
         log.append(dict(step=step, loss=loss.item(), lr=opt.param_groups[0]["lr"], tokens=tokens,
-                        seconds=elapsed))
+                        padded_tokens=padded, seconds=elapsed))
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
+        # ---- evaluate, checkpoint
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            df = run_eval()
+            df = accuracy_by_digits(model, tok, lengths, cfg.eval_samples, seed=cfg.seed + 1)
+            evals.extend(df.assign(step=step, seconds=time.perf_counter() - t0).to_dict("records"))
             bar.write(f"step {step}: " + " ".join(f"{int(r.digits)}d={r.accuracy:.2f}" for r in df.itertuples()))
         if step % cfg.ckpt_every == 0 and step < cfg.max_steps:
-            _save_state(state_file, dict(model=model.state_dict(), opt=opt.state_dict(), step=step,
-                                         rng=rng.bit_generator.state, torch_rng=torch.get_rng_state(),
-                                         cuda_rng=torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                                         elapsed=elapsed, tokens=tokens, evals=evals, log=log))
+            run.save_state(dict(model=model.state_dict(), opt=opt.state_dict(), rng=rng_state(), step=step,
+                                elapsed=elapsed, tokens=tokens, padded=padded, evals=evals, log=log))
         if on_step is not None:
             on_step(step)
     bar.close()
 
-    # Write the finished checkpoint next to its final place, then move it there in one rename.
-    staging = final.with_name(final.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
     last = pd.DataFrame(evals).query("step == @step")
-    info = dict(kind="pretrain", config=cache_dict(cfg), cache_key=cache_key(cfg), steps=step,
-                seconds=round(elapsed, 1), tokens=tokens, tokens_per_second=round(tokens / max(elapsed, 1e-9)),
-                n_params=n_params(model), device=str(device),
+    info = dict(kind="pretrain", config=cache_dict(cfg), cache_key=cache_key(cfg), format=task.FORMAT_VERSION,
+                steps=step, seconds=round(elapsed, 1), tokens=tokens, padded_tokens=padded,
+                tokens_per_second=round(tokens / max(elapsed, 1e-9)), n_params=n_params(model),
+                device=str(device), torch_threads=torch.get_num_threads(),
                 final_accuracy={int(r.digits): r.accuracy for r in last.itertuples()})
-    save_checkpoint(model, tok, staging, info)
-    pd.DataFrame(evals).to_csv(staging / "eval.csv", index=False)
-    pd.DataFrame(log).to_csv(staging / "train_log.csv", index=False)
-    staging.replace(final)
-    shutil.rmtree(partial, ignore_errors=True)
-    return final
+
+    def write(folder: Path) -> None:
+        save_checkpoint(model, tok, folder, info)
+        pd.DataFrame(evals).to_csv(folder / "eval.csv", index=False)
+        pd.DataFrame(log).to_csv(folder / "train_log.csv", index=False)
+
+    return run.finish(write)
 
 
 def load_pretrained(cfg_or_dir, device="cpu"):

@@ -1,13 +1,16 @@
-"""Probing a pre-trained checkpoint for the paper's regime (issue: the phenomenon at CPU scale).
+"""Probing a pre-trained checkpoint for the paper's regime (the paper's Section 4 / Appendix D.1, Tables 4-5:
+what its pre-trained models can do before RL; paper-notes sections 4, 4b and 5).
 
-The paper's pre-trained models solve 49-89 % of N+1 problems and fail at critical tokens; a from-scratch
-model may solve none. ``probe`` measures, for one checkpoint, what decides whether RL has anything to
-work with: in-distribution and out-of-distribution accuracy, plus-1 success at the sampling temperatures,
-and how the model treats the critical tokens. ``record`` appends the numbers to a CSV of every
-configuration tried.
+The paper's pre-trained models solve 49-89 % of N+1 problems and fail at critical tokens (Section 3); a
+from-scratch model may solve none. ``probe`` measures, for one checkpoint, what decides whether RL has
+anything to work with: in-distribution and out-of-distribution accuracy, plus-1 success at the sampling
+temperatures, and how the model treats the critical tokens. ``record`` appends the numbers (with a note and
+the command that trained the checkpoint) to a CSV of every configuration tried, ``results/regime_search.csv``
+(formerly ``benchmarks/regime_probe.py``; now ``probe_and_record``).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ def probe(path, n: int = 64, temperatures=(1.0, 2.0), seed: int = 0) -> dict:
     model, tok, info = load_checkpoint(path)
     cfg = info["config"]
     N = int(cfg["level"])
-    out = dict(checkpoint=Path(path).name, arch=cfg["arch"], N=N, aux_task=cfg.get("aux_task", "none"),
+    out = dict(checkpoint=Path(path).name, arch=cfg["arch"], level=N, aux_task=cfg.get("aux_task", "none"),
                aux_fraction=cfg.get("aux_fraction", 0.0), aux_max_digits=cfg.get("aux_max_digits", ""),
                steps=info["steps"], minutes=round(info["seconds"] / 60, 1), n_params=info["n_params"])
     greedy = accuracy_by_digits(model, tok, range(1, N + 3), n, seed=seed + 7)
@@ -52,11 +55,31 @@ def probe(path, n: int = 64, temperatures=(1.0, 2.0), seed: int = 0) -> dict:
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def record(row: dict, csv: Path, note: str = "") -> pd.DataFrame:
-    """Append ``row`` (plus a free-text note) to ``csv`` and return the whole table."""
+def record(row: dict, csv: Path, note: str = "", command: str = "") -> pd.DataFrame:
+    """Append ``row`` plus a free-text ``note`` and the ``command`` that trained the checkpoint to ``csv``
+    and return the whole table. Every column of the old table and of ``row`` is kept (missing cells are
+    empty); an old table's ``N`` column (before the rename to ``level``) is renamed. The file is written
+    atomically (a temporary file in the same folder, then ``os.replace``)."""
     csv = Path(csv)
     csv.parent.mkdir(parents=True, exist_ok=True)
     old = pd.read_csv(csv) if csv.is_file() else pd.DataFrame()
-    df = pd.concat([old, pd.DataFrame([{**row, "note": note}])], ignore_index=True)
-    df.to_csv(csv, index=False)
+    if "N" in old and "level" not in old:
+        old = old.rename(columns={"N": "level"})
+    new = pd.DataFrame([{**row, "note": note, "command": command or row.get("command", "")}])
+    df = pd.concat([old, new], ignore_index=True) if len(old.columns) else new
+    tmp = csv.with_name(f".{csv.name}.{os.getpid()}.tmp")
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, csv)
+    finally:
+        tmp.unlink(missing_ok=True)
     return df
+
+
+def probe_and_record(dirs, csv="results/regime_search.csv", note: str = "", command: str = "", n: int = 64) -> pd.DataFrame:
+    """``probe`` every checkpoint folder of ``dirs`` and ``record`` it in ``csv``; returns the probed rows."""
+    rows = []
+    for d in dirs:
+        rows.append(probe(d, n=n))
+        record(rows[-1], csv, note, command)
+    return pd.DataFrame(rows)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from .critical import critical_probabilities, tracking_problems
 from .losses import (entropy, gae, kl_estimate, kl_weight, masked_mean, pg_loss_a2c, pg_loss_ppo, token_weights,
                      total_loss, value_loss)
 from .model import CheckpointError, load_checkpoint, read_info, save_checkpoint, select_device
+from .runs import RunFolder, rng_state, set_rng_state
 from .rollout import Batch, accuracy, collect
 from .sampling import Generation, completion_logits, token_logprobs
 
@@ -58,48 +58,56 @@ def _rows(gen: Generation, rows: torch.Tensor) -> Generation:
                       texts=[gen.texts[i] for i in rows.tolist()], finished=gen.finished[rows])
 
 
+def minibatches(mask: torch.Tensor, cfg: RLConfig, generator: torch.Generator) -> list[torch.Tensor]:
+    """One pass's minibatches, each a ``(n, 2)`` tensor of (episode, position) transitions: random tokens
+    (the paper's minibatches of ``minibatch_tokens``), or the tokens of ``minibatch_episodes`` whole
+    episodes. Never empty: every episode has at least one token."""
+    idx = mask.nonzero()
+    if cfg.minibatch_episodes:
+        order = torch.randperm(mask.shape[0], generator=generator).tolist()
+        return [idx[torch.isin(idx[:, 0], torch.tensor(order[s:s + cfg.minibatch_episodes], device=idx.device))]
+                for s in range(0, len(order), cfg.minibatch_episodes)]
+    mb = cfg.minibatch_tokens or len(idx)
+    perm = torch.randperm(len(idx), generator=generator).to(idx.device)
+    return [idx[perm[s:s + mb]] for s in range(0, len(idx), mb)]
+
+
+def minibatch_loss(policy, value_head, batch: Batch, sel: torch.Tensor, weights: torch.Tensor, cfg: RLConfig):
+    """The loss on the transitions ``sel`` (CleanRL's ``ppo.py``, term by term): policy term, value term,
+    entropy bonus, and the KL term with its per-token weight (1, J(s)^alpha or 0) beside it."""
+    rows = sel[:, 0].unique()
+    local = torch.searchsorted(rows, sel[:, 0].contiguous())
+    sub_mask = torch.zeros((len(rows), batch.mask.shape[1]), dtype=torch.float32, device=batch.mask.device)
+    sub_mask[local, sel[:, 1]] = weights[sel[:, 0], sel[:, 1]]
+    gen = _rows(batch.gen, rows)
+    logits, values, _ = completion_logits(policy, gen, value_head)
+
+    per_token_logp = token_logprobs(logits, gen.completion_ids, cfg.temperature)
+    if cfg.algo == "a2c":
+        per_token_pg = pg_loss_a2c(per_token_logp, batch.advantages[rows])
+    else:
+        per_token_pg = pg_loss_ppo(per_token_logp, gen.logprobs, batch.advantages[rows], cfg.clip)
+    per_token_v = value_loss(values, batch.returns[rows])
+    per_token_entropy = entropy(logits, cfg.temperature)
+    if cfg.uses_reference:
+        per_token_kl = kl_estimate(per_token_logp, batch.ref_logprobs[rows], cfg.estimator)
+        per_token_weight = kl_weight(cfg.kl, batch.ref_certainty[rows], cfg.alpha)
+    else:
+        per_token_kl = torch.zeros_like(per_token_logp)
+        per_token_weight = torch.zeros_like(per_token_logp)
+    return total_loss(per_token_pg, per_token_v, per_token_entropy, per_token_kl, per_token_weight, sub_mask,
+                      cfg.vf_coef, cfg.ent_coef, cfg.beta)
+
+
 def update(policy, value_head, opt, batch: Batch, cfg: RLConfig, generator: torch.Generator) -> dict:
-    """One pass (``update_epochs`` passes) over the collected tokens; returns mean loss terms."""
+    """``update_epochs`` passes over the collected transitions; returns the mean of each loss term."""
     policy.train()
-    mask = batch.mask
-    idx = mask.nonzero()  # (n_tokens, 2): (episode, position) of every transition
-    weights = token_weights(mask, cfg.loss_average)
+    weights = token_weights(batch.mask, cfg.loss_average)
     sums: dict[str, float] = {}
     n = 0
     for _ in range(cfg.update_epochs):
-        if cfg.minibatch_episodes:  # whole episodes: all tokens of the chosen episodes
-            order = torch.randperm(mask.shape[0], generator=generator).tolist()
-            chunks = [torch.isin(idx[:, 0], torch.tensor(order[s:s + cfg.minibatch_episodes], device=idx.device))
-                      for s in range(0, len(order), cfg.minibatch_episodes)]
-            selections = [idx[c] for c in chunks]
-        else:  # random transitions, as the paper's minibatches of 2 tokens
-            mb = cfg.minibatch_tokens or len(idx)
-            perm = torch.randperm(len(idx), generator=generator).to(idx.device)
-            selections = [idx[perm[s:s + mb]] for s in range(0, len(idx), mb)]
-        for sel in selections:  # never empty: every episode has at least one token
-            rows = sel[:, 0].unique()
-            local = torch.searchsorted(rows, sel[:, 0].contiguous())
-            sub_mask = torch.zeros((len(rows), mask.shape[1]), dtype=torch.float32, device=mask.device)
-            sub_mask[local, sel[:, 1]] = weights[sel[:, 0], sel[:, 1]]
-            gen = _rows(batch.gen, rows)
-            logits, values, _ = completion_logits(policy, gen, value_head)
-            actions = gen.completion_ids
-
-            per_token_logp = token_logprobs(logits, actions, cfg.temperature)
-            if cfg.algo == "a2c":
-                per_token_pg = pg_loss_a2c(per_token_logp, batch.advantages[rows])
-            else:
-                per_token_pg = pg_loss_ppo(per_token_logp, gen.logprobs, batch.advantages[rows], cfg.clip)
-            per_token_v = value_loss(values, batch.returns[rows])
-            per_token_entropy = entropy(logits, cfg.temperature)
-            if cfg.uses_reference:
-                per_token_kl = kl_estimate(per_token_logp, batch.ref_logprobs[rows], cfg.estimator)
-                per_token_weight = kl_weight(cfg.kl, batch.ref_certainty[rows], cfg.alpha)
-            else:
-                per_token_kl = torch.zeros_like(per_token_logp)
-                per_token_weight = torch.zeros_like(per_token_logp)
-            loss, terms = total_loss(per_token_pg, per_token_v, per_token_entropy, per_token_kl,
-                                     per_token_weight, sub_mask, cfg.vf_coef, cfg.ent_coef, cfg.beta)
+        for sel in minibatches(batch.mask, cfg, generator):
+            loss, terms = minibatch_loss(policy, value_head, batch, sel, weights, cfg)
             if not torch.isfinite(loss):
                 bad = {k: float(v.detach()) for k, v in terms.items()}
                 raise FloatingPointError(f"RL loss is {loss.item()} (terms {bad}); lower lr={cfg.lr} or beta={cfg.beta}")
@@ -189,136 +197,157 @@ def _key(cfg: RLConfig, info: dict) -> str:
     return cache_key(dataclasses.replace(cfg, model_dir=ident))
 
 
+def merge(*parts: dict) -> dict:
+    """One metrics row from several dicts; a key present in two of them is an error, not an overwrite."""
+    row: dict = {}
+    for part in parts:
+        clash = sorted(set(row) & set(part))
+        if clash:
+            raise KeyError(f"metric name(s) {clash} produced twice")
+        row.update(part)
+    return row
+
+
 def finetune(cfg: RLConfig | None = None, *, home: Path | None = None, progress: bool = True,
              on_round=None, **overrides) -> pd.DataFrame:
     """Fine-tune a pre-trained checkpoint with RL and return one row per evaluation (round 0 = before
-    training). The run is cached under ``$CRITKL_HOME/rl``; interrupted runs resume from their last round.
-    ``on_round(round)`` is called after each round (tests use it to simulate an interrupt)."""
+    training). The run folder (``critkl.runs``) caches it under ``$CRITKL_HOME/rl``, resumes it after a
+    kill, and makes two identical runs share one result. ``on_round(round)`` is called after each round
+    (tests use it to simulate an interrupt)."""
     if cfg is None:
         cfg = rl_config(overrides.pop("preset", "cpu-reinforce"), **overrides)
     elif overrides:
         cfg = dataclasses.replace(cfg, **overrides)
+    info = check_start(cfg)  # fails early, before anything is written
+    run = RunFolder(run_dir(cfg, home), marker="metrics.csv")
+    if not run.done():
+        device = select_device(cfg.device)
+        with run.claim(quiet=not progress):
+            if not run.done():
+                train(cfg, info, run, device, progress, on_round)
+    return pd.read_csv(run.final / "metrics.csv")
+
+
+def check_start(cfg: RLConfig) -> dict:
+    """The starting checkpoint's ``critkl.json``, after checking that RL can start from it."""
     if not cfg.model_dir:
         raise ValueError("model_dir is empty: give a critkl pre-trained checkpoint folder")
-    info = read_info(cfg.model_dir)  # fails early, before anything is written
+    info = read_info(cfg.model_dir)
     if info.get("kind") != "pretrain":
         raise CheckpointError(f"{cfg.model_dir!r} is a {info.get('kind')!r} checkpoint; RL starts from a "
                               "pre-trained one (kind 'pretrain')")
     level = int(info["config"]["level"])
     longest = task.max_text_length(level + cfg.extra_digits) + 100
     if info["config"].get("arch") == "gpt2" and longest > int(info["config"]["n_positions"]):
-        raise ValueError(f"extra_digits={cfg.extra_digits}: plus{cfg.extra_digits} episodes reach {longest} tokens, beyond the checkpoint's "
-                         f"n_positions={info['config']['n_positions']}")
-    final = run_dir(cfg, home)
-    if (final / "metrics.csv").is_file():
-        return pd.read_csv(final / "metrics.csv")
-    device = select_device(cfg.device)
+        raise ValueError(f"extra_digits={cfg.extra_digits}: plus{cfg.extra_digits} episodes reach {longest} "
+                         f"tokens, beyond the checkpoint's n_positions={info['config']['n_positions']}")
+    return info
 
+
+def train(cfg: RLConfig, info: dict, run: RunFolder, device: torch.device, progress: bool = True, on_round=None):
+    """The RL loop: evaluate, then per round collect -> update -> evaluate -> save the resumable state."""
+    level = int(info["config"]["level"])
     policy, tok, _ = load_checkpoint(cfg.model_dir, device)
     ref = None
-    if cfg.uses_reference:
+    if cfg.uses_reference:  # beta == 0 or kl == "none": no reference model at all (TRL)
         ref, _, _ = load_checkpoint(cfg.model_dir, device)
         ref.requires_grad_(False)
     torch.manual_seed(cfg.seed)
-    value_head = ValueHead(policy.config.hidden_size if hasattr(policy.config, "hidden_size")
-                           else policy.config.n_embd, cfg.value_hidden).to(device)
+    value_head = ValueHead(policy.config.hidden_size, cfg.value_hidden).to(device)
     opt = torch.optim.Adam(list(policy.parameters()) + list(value_head.parameters()), lr=cfg.lr)
 
     rng = np.random.default_rng([cfg.seed, 1])
     sample_gen = torch.Generator(device=device).manual_seed(cfg.seed)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    eval_rng = np.random.default_rng([cfg.seed, 99])
-    eval_plus = task.Split("plus", level, cfg.extra_digits).sample(cfg.eval_plus, eval_rng)
-    eval_comfort = task.Split("comfort", level).sample(cfg.eval_comfort, eval_rng)
-    tracked = tracking_problems(level, cfg.extra_digits, cfg.track_critical, cfg.seed) if cfg.track_critical else []
-    eval_t = cfg.temperature if cfg.eval_temperature == -1 else cfg.eval_temperature
-    base = dict(kl=cfg.kl, alpha=cfg.alpha, beta=cfg.beta, ref_temperature=cfg.ref_temperature,
-                temperature=cfg.temperature, lr=cfg.lr, seed=cfg.seed, level=level, extra_digits=cfg.extra_digits,
-                algo=cfg.algo, estimator=cfg.estimator, preset=cfg.preset)
+    evaluator = Evaluator(cfg, level, tok, device)
+    train_split = task.Split("plus", level, cfg.extra_digits)
 
-    def evaluate(round_: int) -> tuple[dict, pd.DataFrame]:
-        g = torch.Generator(device=device).manual_seed(cfg.seed + 12345)
-        row = dict(round=round_, episodes=round_ * cfg.episodes_per_collect,
-                   acc_plus=accuracy(policy, tok, eval_plus, level, cfg.extra_digits, eval_t, g),
-                   acc_comfort=accuracy(policy, tok, eval_comfort, level, 0, eval_t, g) if eval_comfort else float("nan"))
-        crit = critical_probabilities(policy, tok, tracked, level, cfg.temperature) if tracked else pd.DataFrame()
-        if len(crit):
-            row["p_critical_mean"] = float(crit.p_correct.mean())
-            row["p_critical_min"] = float(crit.p_correct.min())
-            crit = crit.assign(round=round_, episodes=row["episodes"], **base)
-        return row, crit
-
-    partial = final.with_name(final.name + ".partial")
-    state_file = partial / "state.pt"
     rows, crits, start, elapsed = [], [], 0, 0.0
-    if state_file.is_file():
-        try:
-            st = torch.load(state_file, map_location=device, weights_only=False)
-            policy.load_state_dict(st["policy"]); value_head.load_state_dict(st["value_head"])
-            opt.load_state_dict(st["opt"])
-        except Exception as e:
-            raise CheckpointError(f"resumable RL state {str(state_file)!r} is unreadable ({e}); delete "
-                                  f"{str(partial)!r} to restart the run") from e
-        rng.bit_generator.state = st["rng"]
-        sample_gen.set_state(st["sample_gen"]); shuffle_gen.set_state(st["shuffle_gen"])
-        torch.set_rng_state(st["torch_rng"])
-        if st.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(st["cuda_rng"])
+    st = run.load_state(device)
+    if st is not None:
+        policy.load_state_dict(st["policy"])
+        value_head.load_state_dict(st["value_head"])
+        opt.load_state_dict(st["opt"])
+        set_rng_state(st["rng"], rng, sample_gen=sample_gen, shuffle_gen=shuffle_gen)
         rows, crits, start, elapsed = st["rows"], st["crits"], st["round"], st["elapsed"]
-    partial.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter() - elapsed
-    if start == 0 and not rows:
-        row, crit = evaluate(0)
-        rows.append({**base, **row, "seconds": time.perf_counter() - t0})
-        crits.append(crit)
 
-    if start == 0 and cfg.critic_warmup:
-        for _ in tqdm(range(cfg.critic_warmup), desc="critic warm-up", disable=not progress):
-            problems = task.Split("plus", level, cfg.extra_digits).sample(cfg.episodes_per_collect, rng)
-            batch = collect(policy, value_head, None, tok, problems, level, cfg, sample_gen)
+    if start == 0:
+        row, crit = evaluator(policy, 0)
+        rows.append(merge(row, {"seconds": time.perf_counter() - t0}))
+        crits.append(crit)
+        for _ in tqdm(range(cfg.critic_warmup), desc="critic warm-up", disable=not progress or not cfg.critic_warmup):
+            batch = collect(policy, value_head, None, tok, train_split.sample(cfg.episodes_per_collect, rng), level,
+                            cfg, sample_gen)
             rows[0]["critic_warmup_v_loss"] = warm_up_critic(policy, value_head, batch, cfg, shuffle_gen)
 
     bar = tqdm(total=cfg.rounds, initial=start, desc=f"finetune {cfg.kl}", disable=not progress)
     for r in range(start, cfg.rounds):
-        problems = task.Split("plus", level, cfg.extra_digits).sample(cfg.episodes_per_collect, rng)
+        # ---- collect
         t_collect = time.perf_counter()
-        batch = collect(policy, value_head, ref, tok, problems, level, cfg, sample_gen)
+        batch = collect(policy, value_head, ref, tok, train_split.sample(cfg.episodes_per_collect, rng), level,
+                        cfg, sample_gen)
         if r == 0 and cfg.value_init == "mean_return":
             center_critic(value_head, batch, cfg)
+        # ---- update
         t_update = time.perf_counter()
         terms = update(policy, value_head, opt, batch, cfg, shuffle_gen)
+        # ---- evaluate
         t_eval = time.perf_counter()
-        row, crit = evaluate(r + 1)
-        rows.append({**base, **row, **collect_stats(batch, cfg), **terms,
-                     "collect_s": t_update - t_collect, **batch.timings, "update_s": t_eval - t_update,
-                     "eval_s": time.perf_counter() - t_eval, "seconds": time.perf_counter() - t0})
+        row, crit = evaluator(policy, r + 1)
+        timings = {"collect_s": t_update - t_collect, **batch.timings, "update_s": t_eval - t_update,
+                   "eval_s": time.perf_counter() - t_eval, "seconds": time.perf_counter() - t0}
+        rows.append(merge(row, collect_stats(batch, cfg), terms, timings))
         crits.append(crit)
         bar.update(1)
         bar.set_postfix(acc_plus=f"{row['acc_plus']:.2f}", train=f"{rows[-1]['train_accuracy']:.2f}")
-        tmp = state_file.with_suffix(".tmp")
-        torch.save(dict(policy=policy.state_dict(), value_head=value_head.state_dict(), opt=opt.state_dict(),
-                        rng=rng.bit_generator.state, sample_gen=sample_gen.get_state(),
-                        shuffle_gen=shuffle_gen.get_state(), torch_rng=torch.get_rng_state(),
-                        cuda_rng=torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                        rows=rows, crits=crits, round=r + 1,
-                        elapsed=time.perf_counter() - t0), tmp)
-        tmp.replace(state_file)
+        # ---- checkpoint
+        run.save_state(dict(policy=policy.state_dict(), value_head=value_head.state_dict(), opt=opt.state_dict(),
+                            rng=rng_state(rng, sample_gen=sample_gen, shuffle_gen=shuffle_gen), rows=rows,
+                            crits=crits, round=r + 1, elapsed=time.perf_counter() - t0))
         if on_round is not None:
             on_round(r + 1)
     bar.close()
 
-    metrics = pd.DataFrame(rows)
-    staging = final.with_name(final.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_checkpoint(policy, tok, staging, dict(kind="rl", config=cache_dict(cfg), cache_key=_key(cfg, info),
-                                               pretrained=info, level=level))
-    save_file(value_head.state_dict(), str(staging / VALUE_HEAD_FILE))
-    pd.concat([c for c in crits if len(c)] or [pd.DataFrame()]).to_csv(staging / "critical.csv", index=False)
-    metrics.to_csv(staging / "metrics.csv", index=False)
-    (staging / "config.rl.json").write_text(json.dumps(cache_dict(cfg), indent=2))
-    staging.replace(final)
-    shutil.rmtree(partial, ignore_errors=True)
-    return metrics
+    def write(folder: Path) -> None:
+        save_checkpoint(policy, tok, folder, dict(kind="rl", config=cache_dict(cfg), cache_key=_key(cfg, info),
+                                                  format=task.FORMAT_VERSION, pretrained=info, level=level))
+        save_file(value_head.state_dict(), str(folder / VALUE_HEAD_FILE))
+        pd.concat([c for c in crits if len(c)] or [pd.DataFrame()]).to_csv(folder / "critical.csv", index=False)
+        (folder / "config.rl.json").write_text(json.dumps(cache_dict(cfg), indent=2))
+        pd.DataFrame(rows).to_csv(folder / "metrics.csv", index=False)  # the marker: written last
+
+    run.finish(write)
+
+
+class Evaluator:
+    """Accuracy on fixed plus-k and comfort-zone problems (sampled at the evaluation temperature), and the
+    teacher-forced probability of the right token at the tracked critical positions."""
+
+    def __init__(self, cfg: RLConfig, level: int, tok, device):
+        self.cfg, self.level, self.tok, self.device = cfg, level, tok, device
+        rng = np.random.default_rng([cfg.seed, 99])
+        self.plus = task.Split("plus", level, cfg.extra_digits).sample(cfg.eval_plus, rng)
+        self.comfort = task.Split("comfort", level).sample(cfg.eval_comfort, rng)
+        self.tracked = tracking_problems(level, cfg.extra_digits, cfg.track_critical, cfg.seed) if cfg.track_critical else []
+        self.temperature = cfg.temperature if cfg.eval_temperature == -1 else cfg.eval_temperature
+        self.labels = dict(kl=cfg.kl, alpha=cfg.alpha, beta=cfg.beta, ref_temperature=cfg.ref_temperature,
+                           certainty=cfg.certainty, temperature=cfg.temperature, lr=cfg.lr, seed=cfg.seed,
+                           level=level, extra_digits=cfg.extra_digits, algo=cfg.algo, estimator=cfg.estimator,
+                           preset=cfg.preset)
+
+    def __call__(self, policy, round_: int) -> tuple[dict, pd.DataFrame]:
+        cfg, level, t = self.cfg, self.level, self.temperature
+        g = torch.Generator(device=self.device).manual_seed(cfg.seed + 12345)
+        row = dict(self.labels, round=round_, episodes=round_ * cfg.episodes_per_collect,
+                   acc_plus=accuracy(policy, self.tok, self.plus, level, cfg.extra_digits, t, g),
+                   acc_comfort=accuracy(policy, self.tok, self.comfort, level, 0, t, g) if self.comfort else float("nan"))
+        crit = critical_probabilities(policy, self.tok, self.tracked, level, cfg.temperature) if self.tracked else pd.DataFrame()
+        if len(crit):
+            row["p_critical_mean"] = float(crit.p_correct.mean())
+            row["p_critical_min"] = float(crit.p_correct.min())
+            crit = crit.assign(round=round_, episodes=row["episodes"], **self.labels)
+        return row, crit
 
 
 def load_run(path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -17,7 +17,9 @@ SPLITS = ("comfort", "plus")
 # run trained on another version of the text is never loaded again. 1: the final carry was written into
 # the last accumulator; 2: the reference template (the carry appears only in the answer line).
 FORMAT_VERSION = 2
-_ANSWER_RE = re.compile(r"</scratch>\n((?:\d )*\d)\n")
+END_SCRATCH = "</scratch>"
+# What must follow the first "</scratch>", and nothing after it: the answer line of ASCII digits.
+_ANSWER_RE = re.compile(r"\n([0-9](?: [0-9])*)\n")
 
 
 def prompt(a: int, b: int) -> str:
@@ -98,16 +100,25 @@ def full_text(a: int, b: int) -> str:
 def parse_answer(text: str) -> int | None:
     """The integer a model answered in ``text`` (a completion or prompt + completion), or None.
 
-    The answer is the line right after ``</scratch>``: decimal digits separated by single spaces and
-    ended by a newline. Anything else (no scratchpad end, an empty line, letters, double spaces, an
-    unfinished line) is malformed and gives None.
+    The answer is the line right after the *first* ``</scratch>``: ASCII digits 0-9 separated by single
+    spaces and ended by a newline, and that newline must end ``text``. The sampler stops an episode at
+    exactly that newline, so anything after it (a second answer line, another ``</scratch>``, garbage) is
+    malformed, as are no scratchpad end, an empty line, letters, Unicode digits, double spaces and an
+    unfinished line: all give None. (An answer longer than Python's int-from-string limit, 4300 digits
+    by default, gives None too.) A non-str ``text`` raises TypeError.
     """
     if not isinstance(text, str):
         raise TypeError(f"parse_answer expects a str, got {type(text).__name__}")
-    m = _ANSWER_RE.search(text)
+    end = text.find(END_SCRATCH)
+    if end < 0:
+        return None
+    m = _ANSWER_RE.fullmatch(text, end + len(END_SCRATCH))
     if m is None:
         return None
-    return int(m.group(1).replace(" ", ""))
+    try:
+        return int(m.group(1).replace(" ", ""))
+    except ValueError:  # beyond sys.get_int_max_str_digits()
+        return None
 
 
 def is_correct(text: str, a: int, b: int) -> bool:

@@ -47,7 +47,7 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(bad)
     noweights = tmp_path / "noweights"
     noweights.mkdir()
-    (noweights / "critkl.json").write_text(json.dumps({"kind": "pretrain"}))
+    (noweights / "critkl.json").write_text(json.dumps({"kind": "pretrain", "config": {"level": 2}}))
     with pytest.raises(CheckpointError, match="could not load"):
         load_checkpoint(noweights)
 
@@ -55,7 +55,7 @@ def test_checkpoint_errors(tmp_path):
 def test_corrupt_weights(tmp_path):
     tok = build_tokenizer()
     model = build_model(ModelConfig(**MODEL_PRESETS["tiny"]), tok)
-    save_checkpoint(model, tok, tmp_path / "ck", {"kind": "pretrain"})
+    save_checkpoint(model, tok, tmp_path / "ck", {"kind": "pretrain", "config": {"level": 2}})
     (tmp_path / "ck" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="could not load"):
         load_checkpoint(tmp_path / "ck")

@@ -19,13 +19,42 @@ def test_paper_example_byte_for_byte():
     assert task.scratchpad(56, 789).startswith("\n<scratch>\n")
 
 
-def test_final_carry_becomes_leading_digit():
-    s = task.scratchpad(99, 1)
-    assert s == ("\n<scratch>\n"
-                 "[9,9] + [1] , A=[] , C=0 , 9+1+0=10 , A->0 , C->1\n"
-                 "[9] + [] , A=[0] , C=1 , 9+0+1=10 , A->0 , C->1\n"
-                 "[] + [] , A=[1,0,0] C=1 , END\n"
-                 "</scratch>\n1 0 0\n")
+# Final carries, hand-written from the reference template: the last line's accumulator holds the sum's
+# digits *without* the final carry, which appears only in the answer line.
+def test_final_carry_99_plus_1():
+    assert task.scratchpad(99, 1) == ("\n<scratch>\n"
+                                      "[9,9] + [1] , A=[] , C=0 , 9+1+0=10 , A->0 , C->1\n"
+                                      "[9] + [] , A=[0] , C=1 , 9+0+1=10 , A->0 , C->1\n"
+                                      "[] + [] , A=[0,0] C=1 , END\n"
+                                      "</scratch>\n1 0 0\n")
+
+
+def test_final_carry_7_plus_8():
+    assert task.scratchpad(7, 8) == ("\n<scratch>\n"
+                                     "[7] + [8] , A=[] , C=0 , 7+8+0=15 , A->5 , C->1\n"
+                                     "[] + [] , A=[5] C=1 , END\n"
+                                     "</scratch>\n1 5\n")
+
+
+def test_final_carry_95_plus_5():
+    assert task.scratchpad(95, 5) == ("\n<scratch>\n"
+                                      "[9,5] + [5] , A=[] , C=0 , 5+5+0=10 , A->0 , C->1\n"
+                                      "[9] + [] , A=[0] , C=1 , 9+0+1=10 , A->0 , C->1\n"
+                                      "[] + [] , A=[0,0] C=1 , END\n"
+                                      "</scratch>\n1 0 0\n")
+
+
+def test_final_carry_unequal_lengths():
+    assert task.scratchpad(5, 995) == ("\n<scratch>\n"
+                                       "[5] + [9,9,5] , A=[] , C=0 , 5+5+0=10 , A->0 , C->1\n"
+                                       "[] + [9,9] , A=[0] , C=1 , 0+9+1=10 , A->0 , C->1\n"
+                                       "[] + [9] , A=[0,0] , C=1 , 0+9+1=10 , A->0 , C->1\n"
+                                       "[] + [] , A=[0,0,0] C=1 , END\n"
+                                       "</scratch>\n1 0 0 0\n")
+
+
+def test_no_final_carry_keeps_full_accumulator():
+    assert task.scratchpad(12, 34).endswith("[] + [] , A=[4,6] C=0 , END\n</scratch>\n4 6\n")
 
 
 def test_carry_chain_and_unequal_lengths():
@@ -42,8 +71,16 @@ def test_carry_chain_and_unequal_lengths():
 def test_one_digit_and_zero_operands():
     assert task.scratchpad(0, 0) == ("\n<scratch>\n[0] + [0] , A=[] , C=0 , 0+0+0=0 , A->0 , C->0\n"
                                      "[] + [] , A=[0] C=0 , END\n</scratch>\n0\n")
-    assert task.scratchpad(7, 8).endswith("[] + [] , A=[1,5] C=1 , END\n</scratch>\n1 5\n")
     assert task.scratchpad(0, 30).split("\n")[2] == "[0] + [3,0] , A=[] , C=0 , 0+0+0=0 , A->0 , C->0"
+
+
+def test_format_version_changes_every_cache_key(monkeypatch):
+    from critkl.config import cache_key, pretrain_config, rl_config
+    cfgs = [pretrain_config("tiny", level=2), rl_config("tiny", model_dir="x")]
+    before = [cache_key(c) for c in cfgs]
+    monkeypatch.setattr(task, "FORMAT_VERSION", task.FORMAT_VERSION + 1)
+    after = [cache_key(c) for c in cfgs]
+    assert all(a != b for a, b in zip(before, after))
 
 
 @pytest.mark.parametrize("a,b", [(0, 0), (9, 9), (56, 789), (123456789, 987654321), (5, 10**15)])
@@ -111,7 +148,7 @@ def test_split_validation_and_determinism():
         task.Split("bogus", 3)
     with pytest.raises(ValueError, match="level"):
         task.Split("comfort", 0)
-    with pytest.raises(ValueError, match="k >= 1"):
+    with pytest.raises(ValueError, match="extra_digits >= 1"):
         task.Split("plus", 3, 0)
     s = task.Split("plus", 3, 1)
     assert s.name == "plus1"

@@ -1,0 +1,505 @@
+"""``critkl sweep``: execute a chapter notebook over a grid of parameters, one papermill run per point.
+
+A chapter's cell tagged ``parameters`` lists what may vary (``name = literal`` lines). ``critkl sweep``
+takes the cross product of the ``--grid`` values, adds the fixed ``--set`` values, checks every name
+and value against that cell *before* anything runs (an unknown name or a value that does not parse to
+the type of the default exits with status 2, writing nothing), then executes each point with papermill
+in its own folder::
+
+    DIR/<point-id>/point.json   the point's parameters (its --grid and --set values)
+    DIR/<point-id>/<chapter>    the executed notebook (written as <chapter>.tmp, renamed when complete)
+    DIR/<point-id>/log.txt      the kernel's stdout and stderr
+    DIR/<point-id>/error.txt    a failed point's traceback; its last line is the error
+    DIR/<point-id>/*.csv        the chapter's tidy tables: a chapter with a ``results_dir`` parameter
+                                gets this folder there and writes them with :func:`write_metrics`
+    DIR/<point-id>/done.json    the completion marker, written last
+
+**Point ids** are a readable prefix and a short hash, e.g. ``seed=0,n_samples=50-1f0c2a9e``: the prefix
+lists the point's values in the order of the parameters cell (characters other than letters, digits
+and ``._=,+-`` become ``_``; cut at 60 characters), the hash is of all its values. So a point's folder
+depends neither on the order of the options nor on DIR, and two points never share one.
+
+**Resuming**: a point is finished when its ``done.json`` exists. Re-running the same command skips the
+finished points and runs the others again from an empty folder. Every file is written under a
+temporary name and renamed, so a sweep killed at any moment (even SIGKILL) leaves only unfinished
+points, never a truncated notebook or table. A failing point does not stop the others: the summary
+names each failed point's notebook and the last line of its error, and the exit status is 1. Two sweeps
+must not run in the same DIR at once (a lock file refuses a second one on the same machine).
+
+**On a laptop** (``--executor local``, the default): ``--jobs`` worker processes, each point in its own
+process, ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``CRITKL_TORCH_THREADS`` = cores // jobs for its kernel;
+a point running longer than ``--timeout-min`` is killed and counted failed::
+
+    critkl sweep book/task.ipynb --grid seed=0,1,2 --grid n_samples=100,1000 --out sweeps/task --jobs 2
+    critkl gather sweeps/task --out sweeps/task.csv
+
+**On a SLURM cluster** (``--executor slurm``; DIR must be on the shared file system): one submitit job
+array (submitit's files in ``DIR/_slurm``), ``--timeout-min`` is the SLURM time limit of each point. The
+command waits for the array and prints the same summary; run it again to resume::
+
+    critkl sweep book/task.ipynb --grid seed=0,1,2,3 --grid level=7,9 --out /shared/sweeps/task \\
+        --executor slurm --slurm-partition gpu --slurm-gpus-per-job 1 --slurm-array-parallelism 8 \\
+        --timeout-min 240
+
+``--executor debug`` runs the points one after the other in this process (submitit's DebugExecutor,
+for tests); there ``--timeout-min`` only bounds each cell. From Python::
+
+    points = plan("book/task.ipynb", grid=["seed=0,1"], sets=["n_samples=100"])
+    print(run_sweep("book/task.ipynb", points, "sweeps/task"))
+    df = gather("sweeps/task")
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+MARKER, PARAMS, LOG, ERROR = "done.json", "point.json", "log.txt", "error.txt"
+RESULTS_PARAM = "results_dir"  # set by the sweep to each point's folder, never swept
+EXECUTORS = ("local", "slurm", "debug")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CRITKL_TORCH_THREADS")
+
+
+class SweepError(ValueError):
+    """A bad sweep request (unknown name, badly typed value, no SLURM, ...), raised before anything runs."""
+
+
+# ---------------------------------------------------------------------------------------- the plan
+
+def notebook_parameters(notebook) -> dict:
+    """Name -> default of the top-level ``name = literal`` (and ``a, b = 1, 2``) lines of the cell
+    tagged ``parameters``, in the cell's order. Names bound to non-literals are not sweepable: left out."""
+    import nbformat
+    try:
+        nb = nbformat.read(str(notebook), as_version=4)
+    except (OSError, ValueError) as e:
+        raise SweepError(f"cannot read notebook {notebook}: {e}") from None
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        raise SweepError(f"{notebook} has no cell tagged 'parameters'")
+    try:
+        body = ast.parse(cells[0].source).body
+    except SyntaxError as e:
+        raise SweepError(f"cannot parse the parameters cell of {notebook}: {e}") from None
+    params = {}
+    for node in body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                params.update(_bind(target, node.value))
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            params.update(_bind(node.target, node.value))
+    return params
+
+
+def _bind(target: ast.expr, value: ast.expr) -> dict:
+    if isinstance(target, ast.Name):
+        try:
+            return {target.id: ast.literal_eval(value)}
+        except (ValueError, TypeError, SyntaxError):
+            return {}
+    if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
+            and len(target.elts) == len(value.elts):
+        return {k: v for t, e in zip(target.elts, value.elts) for k, v in _bind(t, e).items()}
+    return {}
+
+
+def parse_value(name: str, text: str, default):
+    """``text`` as the type of ``default``: int, float (ints allowed), bool (true/false), str; a None
+    default takes a Python literal or else the string; other literals must keep their type."""
+    try:
+        if isinstance(default, bool):
+            if text.strip().lower() in ("true", "false"):
+                return text.strip().lower() == "true"
+        elif isinstance(default, int):
+            return int(text)
+        elif isinstance(default, float):
+            return float(text)
+        elif isinstance(default, str):
+            return text
+        elif default is None:
+            try:
+                return ast.literal_eval(text)
+            except (ValueError, TypeError, SyntaxError):
+                return text
+        elif type(value := ast.literal_eval(text)) is type(default):
+            return value
+    except (ValueError, TypeError, SyntaxError):
+        pass
+    kind = "true or false" if isinstance(default, bool) else f"a {type(default).__name__}"
+    raise SweepError(f"bad value {text!r} for {name}: expected {kind} (its default is {default!r})")
+
+
+def plan(notebook, grid=(), sets=()) -> list[dict]:
+    """The points of a sweep: the cross product of ``grid`` ("NAME=V1,V2,...") with the fixed ``sets``
+    ("NAME=V"), names checked against the notebook's parameters cell, values parsed to the type of the
+    defaults. Each point is a dict in the cell's order. Raises :class:`SweepError`."""
+    defaults = notebook_parameters(notebook)
+    allowed = ", ".join(n for n in defaults if n != RESULTS_PARAM)
+    axes: dict[str, list] = {}
+    for spec, many in [(g, True) for g in grid] + [(s, False) for s in sets]:
+        name, sep, text = spec.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise SweepError(f"expected NAME={'V1,V2,...' if many else 'V'}, got {spec!r}; "
+                             f"names of {notebook}: {allowed}")
+        if name == RESULTS_PARAM:
+            raise SweepError(f"{RESULTS_PARAM} is set by the sweep (each point's folder); "
+                             f"names of {notebook}: {allowed}")
+        if name not in defaults:
+            raise SweepError(f"unknown parameter {name!r}; names of {notebook}: {allowed}")
+        if name in axes:
+            raise SweepError(f"parameter {name!r} given twice")
+        texts = text.split(",") if many else [text]
+        axes[name] = list(dict.fromkeys(parse_value(name, t, defaults[name]) for t in texts))
+    names = [n for n in defaults if n in axes]
+    return [dict(zip(names, values)) for values in itertools.product(*(axes[n] for n in names))]
+
+
+def point_id(params: dict) -> str:
+    """Readable, stable folder name of a point: ``seed=0,beta=0.2-<8 hex digits of its values' hash>``."""
+    prefix = ",".join(f"{k}={v}" for k, v in params.items()) or "defaults"
+    prefix = re.sub(r"[^A-Za-z0-9._=,+-]", "_", prefix)[:60]
+    digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=repr).encode()).hexdigest()[:8]
+    return f"{prefix}-{digest}"
+
+
+# ------------------------------------------------------------------------------------- one point
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One unit of work, picklable: what :func:`execute` needs, wherever it runs."""
+    notebook: str                   # absolute path of the chapter
+    folder: str                     # absolute path of DIR/<point-id>
+    params: dict                    # the swept values (point.json)
+    results_dir: bool = False       # the chapter has a results_dir parameter: give it the folder
+    threads: int | None = None      # OMP/MKL/CRITKL_TORCH threads of the kernel; None = inherit
+    cell_timeout_s: float | None = None  # papermill's limit per cell
+
+
+def execute(point: Point) -> bool:
+    """Run one point from an empty folder; True when finished (``done.json`` written last). Never
+    raises: a failure leaves the executed notebook (if any) and ``error.txt``."""
+    folder = Path(point.folder)
+    if (folder / MARKER).exists():
+        return True
+    if folder.exists():
+        shutil.rmtree(folder)  # what an interrupted or failed attempt left
+    folder.mkdir(parents=True)
+    _write_atomic(folder / PARAMS, json.dumps(point.params, indent=1, default=repr) + "\n")
+    nb_path = folder / Path(point.notebook).name
+    tmp = _tmp(nb_path)
+    parameters = {**point.params, **({RESULTS_PARAM: str(folder)} if point.results_dir else {})}
+    start = time.time()
+    try:
+        import papermill
+        with open(folder / LOG, "w") as log, _thread_env(point.threads):
+            papermill.execute_notebook(point.notebook, str(tmp), parameters=parameters, kernel_name="python3",
+                                       cwd=str(Path(point.notebook).parent), progress_bar=False,
+                                       stdout_file=log, stderr_file=log, execution_timeout=point.cell_timeout_s)
+    except Exception as e:  # noqa: BLE001 -- a point's failure is data, not a crash of the sweep
+        if tmp.exists():
+            os.replace(tmp, nb_path)  # papermill finished writing it before raising
+        _write_atomic(folder / ERROR, traceback.format_exc() + _error_line(e) + "\n")
+        return False
+    os.replace(tmp, nb_path)
+    _write_atomic(folder / MARKER, json.dumps({"seconds": round(time.time() - start, 3)}) + "\n")
+    return True
+
+
+@contextlib.contextmanager
+def _thread_env(threads: int | None):
+    """Set the thread variables the kernel inherits (restored afterwards: the debug executor is in-process)."""
+    saved = {k: os.environ.get(k) for k in THREAD_VARS}
+    if threads:
+        os.environ.update({k: str(threads) for k in THREAD_VARS})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = _tmp(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _error_line(e: BaseException) -> str:
+    if hasattr(e, "ename"):  # papermill's PapermillExecutionError: the chapter's own exception
+        return f"{e.ename}: {e.evalue}"
+    return _last_line("".join(traceback.format_exception_only(type(e), e)))
+
+
+def _last_line(text: str) -> str:
+    return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+
+
+def write_metrics(df, results_dir, name: str = "metrics.csv") -> Path:
+    """Write a chapter's tidy table into a sweep point's folder (``results_dir``), atomically."""
+    if not results_dir:
+        raise ValueError("results_dir is empty: nothing to write to")
+    path = Path(results_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, df.to_csv(index=False))
+    return path
+
+
+# ------------------------------------------------------------------------------------- executors
+
+def slurm_executor(folder, timeout_min: float = 120, partition: str | None = None,
+                   gpus_per_job: int | None = None, array_parallelism: int | None = None):
+    """submitit's SLURM executor for a sweep (one array job; None = SLURM's default). Raises
+    :class:`SweepError` off a SLURM cluster (no ``srun``)."""
+    import submitit
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    except RuntimeError as e:
+        raise SweepError(f"executor slurm: {e}") from None
+    executor.update_parameters(name="critkl-sweep", timeout_min=math.ceil(timeout_min), slurm_partition=partition,
+                               gpus_per_node=gpus_per_job, slurm_array_parallelism=array_parallelism)
+    return executor
+
+
+def _run_submitit(executor, points: list[Point]):
+    """Yield (point, error or None) as the jobs of ``executor.map_array`` complete."""
+    import submitit
+    jobs = executor.map_array(execute, points)
+    point_of = {id(job): point for job, point in zip(jobs, points)}
+    for job in submitit.helpers.as_completed(jobs, poll_frequency=2):
+        try:
+            job.result()
+            error = None
+        except Exception as e:  # noqa: BLE001 -- killed by SLURM (time limit, node failure, ...)
+            error = _error_line(e)
+        yield point_of[id(job)], error
+
+
+def _run_local(points: list[Point], jobs: int, timeout_min: float):
+    """Yield (point, error or None) as they complete: at most ``jobs`` worker processes at once, one per
+    point, each killed after ``timeout_min`` (its kernel then exits by itself: it watches its parent)."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    waiting, running = list(points), {}
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            proc = ctx.Process(target=execute, args=(waiting[0],))
+            proc.start()
+            running[proc] = (waiting.pop(0), time.monotonic() + timeout_min * 60)
+        for proc, (point, deadline) in list(running.items()):
+            if proc.is_alive() and time.monotonic() < deadline:
+                continue
+            error = None
+            if proc.is_alive():
+                proc.kill()
+                error = f"timed out after {timeout_min:g} min"
+            proc.join()
+            if error is None and proc.exitcode:
+                error = f"worker process exited with status {proc.exitcode}"
+            del running[proc]
+            yield point, error
+        time.sleep(0.1)
+
+
+def _runner(executor: str, out: Path, jobs: int, timeout_min: float, slurm: dict):
+    """points -> iterator of (point, error); built before anything is written (SLURM may be missing)."""
+    if executor == "local":
+        return functools.partial(_run_local, jobs=jobs, timeout_min=timeout_min)
+    if executor == "debug":
+        import submitit
+        return functools.partial(_run_submitit, submitit.DebugExecutor(folder=out / "_debug"))
+    if executor == "slurm":
+        return functools.partial(_run_submitit, slurm_executor(out / "_slurm", timeout_min, **slurm))
+    raise SweepError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+
+
+# ----------------------------------------------------------------------------------------- sweep
+
+@dataclasses.dataclass
+class Summary:
+    """What a sweep did: point ids finished now, skipped (finished before), failed (id -> (notebook, error))."""
+    out: Path
+    finished: list = dataclasses.field(default_factory=list)
+    skipped: list = dataclasses.field(default_factory=list)
+    failed: dict = dataclasses.field(default_factory=dict)
+
+    def __str__(self) -> str:
+        n = len(self.finished) + len(self.skipped) + len(self.failed)
+        lines = [f"critkl sweep: {n} points in {self.out}: {len(self.finished)} finished, "
+                 f"{len(self.skipped)} skipped (finished before), {len(self.failed)} failed"]
+        for notebook, error in self.failed.values():
+            lines += [f"FAILED {notebook}", f"    {error}"]
+        return "\n".join(lines)
+
+
+def run_sweep(notebook, points: list[dict], out, executor: str = "local", jobs: int = 1,
+              timeout_min: float = 120, slurm: dict | None = None, progress: bool = True) -> Summary:
+    """Execute ``notebook`` at every point (from :func:`plan`) not yet finished in ``out``.
+    ``slurm``: keyword arguments of :func:`slurm_executor` (partition, gpus_per_job, array_parallelism)."""
+    from tqdm.auto import tqdm
+    notebook, out = Path(notebook).resolve(), Path(out).resolve()
+    run = _runner(executor, out, jobs, timeout_min, slurm or {})
+    cpus = os.cpu_count() or 1
+    threads = {"local": max(1, cpus // jobs), "debug": cpus}.get(executor)
+    has_results = RESULTS_PARAM in notebook_parameters(notebook)
+    every = [Point(str(notebook), str(out / point_id(p)), p, has_results, threads, timeout_min * 60) for p in points]
+    out.mkdir(parents=True, exist_ok=True)
+    summary = Summary(out)
+    with _locked(out):
+        todo = [p for p in every if not (Path(p.folder) / MARKER).exists()]
+        summary.skipped = [Path(p.folder).name for p in every if p not in todo]
+        with tqdm(total=len(every), initial=len(summary.skipped), desc="sweep", unit="point",
+                  disable=not progress) as bar:
+            for point, error in (run(todo) if todo else ()):
+                if (Path(point.folder) / MARKER).exists():
+                    summary.finished.append(Path(point.folder).name)
+                else:
+                    summary.failed[Path(point.folder).name] = _failure(point, error)
+                bar.update()
+    return summary
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    import fcntl
+    with open(out / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SweepError(f"another sweep is running in {out}") from None
+        yield
+
+
+def _failure(point: Point, error: str | None) -> tuple[str, str]:
+    """(notebook path, last line of the error) of an unfinished point. ``error`` comes from the executor
+    (time-out, killed worker); it is recorded in error.txt, and a readable partial notebook is kept."""
+    folder = Path(point.folder)
+    nb_path = folder / Path(point.notebook).name
+    if error is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        _salvage(_tmp(nb_path), nb_path)
+        if not (folder / ERROR).exists():
+            _write_atomic(folder / ERROR, error + "\n")
+    text = (folder / ERROR).read_text() if (folder / ERROR).exists() else ""
+    return str(nb_path), _last_line(text) or "no completion marker"
+
+
+def _salvage(tmp: Path, path: Path) -> None:
+    """A killed point's partial notebook: renamed into place if readable, else removed."""
+    import nbformat
+    if not tmp.exists():
+        return
+    try:
+        nbformat.read(str(tmp), as_version=4)
+        os.replace(tmp, path)
+    except Exception:  # noqa: BLE001 -- truncated mid-write
+        tmp.unlink()
+
+
+# ---------------------------------------------------------------------------------------- gather
+
+def gather(out, table: str = "metrics.csv"):
+    """One DataFrame of the ``table`` CSV of every finished point in ``out``, with a ``point`` column (its
+    id) and its parameters as columns (a parameter named like a metrics column becomes ``param_<name>``)."""
+    import pandas as pd
+    folders = sorted(marker.parent for marker in Path(out).glob(f"*/{MARKER}"))
+    frames = [_with_params(pd.read_csv(f / table), {"point": f.name, **json.loads((f / PARAMS).read_text())})
+              for f in folders if (f / table).exists()]
+    if not frames:
+        names = sorted({p.name for f in folders for p in f.glob("*.csv")})
+        raise SweepError(f"no finished point in {out} has a table {table!r}"
+                         + (f"; tables there: {', '.join(names)}" if names else ""))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _with_params(metrics, params: dict):
+    df = metrics.copy()
+    for i, (k, v) in enumerate(params.items()):
+        df.insert(i, f"param_{k}" if k in metrics.columns else k, [v] * len(df))
+    return df
+
+
+# ------------------------------------------------------------------------------------ command line
+
+def _positive(cast):
+    def parse(text):
+        value = cast(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``critkl sweep``."""
+    parser.add_argument("notebook", help="chapter notebook with a cell tagged 'parameters'")
+    parser.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                        help="values of one parameter (repeat: the points are the cross product)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=V", help="a fixed parameter value")
+    parser.add_argument("--out", required=True, metavar="DIR", help="sweep folder: one sub-folder per point")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local: worker processes; slurm: a submitit job array; debug: in this process")
+    parser.add_argument("--jobs", type=_positive(int), default=1, help="local: points at once [1]")
+    parser.add_argument("--timeout-min", type=_positive(float), default=120,
+                        help="time limit per point, minutes (slurm: rounded up) [120]")
+    parser.add_argument("--slurm-partition", help="slurm: partition")
+    parser.add_argument("--slurm-gpus-per-job", type=_positive(int), help="slurm: GPUs per point")
+    parser.add_argument("--slurm-array-parallelism", type=_positive(int), help="slurm: points running at once")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``critkl sweep``: 0 all finished, 1 some point failed, 2 bad request (nothing run)."""
+    try:
+        points = plan(args.notebook, args.grid, args.set)
+        summary = run_sweep(args.notebook, points, args.out, args.executor, args.jobs, args.timeout_min,
+                            dict(partition=args.slurm_partition, gpus_per_job=args.slurm_gpus_per_job,
+                                 array_parallelism=args.slurm_array_parallelism), progress=not args.no_progress)
+    except SweepError as e:
+        print(f"critkl sweep: error: {e}", file=sys.stderr)
+        return 2
+    print(summary)
+    return 1 if summary.failed else 0
+
+
+def add_gather_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``critkl gather``."""
+    parser.add_argument("dir", metavar="DIR", help="a sweep folder")
+    parser.add_argument("--table", default="metrics.csv", help="which CSV of each point [metrics.csv]")
+    parser.add_argument("--out", metavar="FILE", help="write the CSV there (atomically) instead of stdout")
+
+
+def gather_main(args: argparse.Namespace) -> int:
+    """``critkl gather``: 0, or 2 when no finished point has the table."""
+    try:
+        df = gather(args.dir, args.table)
+    except SweepError as e:
+        print(f"critkl gather: error: {e}", file=sys.stderr)
+        return 2
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(Path(args.out), df.to_csv(index=False))
+        print(f"{len(df)} rows from {df['point'].nunique()} points -> {args.out}")
+    else:
+        df.to_csv(sys.stdout, index=False)
+    return 0
