@@ -201,7 +201,8 @@ def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: b
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             df = accuracy_by_digits(model, tok, lengths, cfg.eval_samples, seed=cfg.seed + 1)
             evals.extend(df.assign(step=step, seconds=time.perf_counter() - t0).to_dict("records"))
-            bar.write(f"step {step}: " + " ".join(f"{int(r.digits)}d={r.accuracy:.2f}" for r in df.itertuples()))
+            if progress:
+                bar.write(f"step {step}: " + " ".join(f"{int(r.digits)}d={r.accuracy:.2f}" for r in df.itertuples()))
         if step % cfg.ckpt_every == 0 and step < cfg.max_steps:
             run.save_state(dict(model=model.state_dict(), opt=opt.state_dict(), rng=rng_state(), step=step,
                                 elapsed=elapsed, tokens=tokens, padded=padded, evals=evals, log=log))

@@ -62,6 +62,7 @@ import math
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -138,7 +139,7 @@ def parse_value(name: str, text: str, default):
             return value
     except (ValueError, TypeError, SyntaxError):
         pass
-    kind = "true or false" if isinstance(default, bool) else f"a {type(default).__name__}"
+    kind = "true or false" if isinstance(default, bool) else type(default).__name__
     raise SweepError(f"bad value {text!r} for {name}: expected {kind} (its default is {default!r})")
 
 
@@ -295,27 +296,33 @@ def _run_submitit(executor, points: list[Point]):
         yield point_of[id(job)], error
 
 
+# A local worker loads this file alone, not the critkl package: papermill is all it needs, and importing
+# the package (torch, transformers) would cost each point seconds and hundreds of MB.
+_WORKER = ("import importlib.util, json, sys\n"
+           "spec = importlib.util.spec_from_file_location('critkl_sweep_worker', sys.argv[1])\n"
+           "sweep = sys.modules[spec.name] = importlib.util.module_from_spec(spec)\n"
+           "spec.loader.exec_module(sweep)\n"
+           "sweep.execute(sweep.Point(**json.loads(sys.argv[2])))\n")
+
+
 def _run_local(points: list[Point], jobs: int, timeout_min: float):
     """Yield (point, error or None) as they complete: at most ``jobs`` worker processes at once, one per
     point, each killed after ``timeout_min`` (its kernel then exits by itself: it watches its parent)."""
-    import multiprocessing
-    ctx = multiprocessing.get_context("spawn")
     waiting, running = list(points), {}
     while waiting or running:
         while waiting and len(running) < jobs:
-            proc = ctx.Process(target=execute, args=(waiting[0],))
-            proc.start()
-            running[proc] = (waiting.pop(0), time.monotonic() + timeout_min * 60)
+            point = waiting.pop(0)
+            argv = [sys.executable, "-c", _WORKER, __file__, json.dumps(dataclasses.asdict(point))]
+            running[subprocess.Popen(argv, stdin=subprocess.DEVNULL)] = (point, time.monotonic() + timeout_min * 60)
         for proc, (point, deadline) in list(running.items()):
-            if proc.is_alive() and time.monotonic() < deadline:
+            if proc.poll() is None and time.monotonic() < deadline:
                 continue
             error = None
-            if proc.is_alive():
+            if proc.poll() is None:
                 proc.kill()
                 error = f"timed out after {timeout_min:g} min"
-            proc.join()
-            if error is None and proc.exitcode:
-                error = f"worker process exited with status {proc.exitcode}"
+            if proc.wait() and error is None:
+                error = f"worker process exited with status {proc.returncode}"
             del running[proc]
             yield point, error
         time.sleep(0.1)

@@ -173,3 +173,40 @@ def test_gpt2_positions_must_fit_the_texts(_home):
     with pytest.raises(ValueError, match="n_positions=64 is not allowed"):
         pretrain(preset="tiny", level=2, arch="gpt2", n_positions=64, progress=False)
     assert not _home.exists()
+
+
+def test_two_identical_runs_at_once_share_one_checkpoint(_home):
+    """Two identical `critkl pretrain` processes on one cache: both exit 0, print the same folder, and
+    leave exactly one intact checkpoint and no .partial/.staging/.tmp leftovers."""
+    import os
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "critkl.cli", "pretrain", "--preset", "tiny", "--level", "1", "--max-steps", "6",
+           "--eval-every", "6", "--ckpt-every", "2", "--no-progress"]
+    env = {**os.environ, "CRITKL_HOME": str(_home), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
+    folders = [[line for line in out.splitlines() if "/pretrain/" in line] for out, _ in outs]
+    assert len(folders[0]) == 1 and folders[0] == folders[1]
+    runs = [p for p in (_home / "pretrain").iterdir() if p.name != ".locks"]
+    assert len(runs) == 1 and (runs[0] / "critkl.json").is_file() and (runs[0] / "model.safetensors").is_file()
+    assert not [p for p in _home.rglob("*") if p.suffix in (".partial", ".staging", ".tmp")]
+
+
+def test_bucketed_pool_holds_the_padded_pools_examples():
+    """Bucketing reorders a pool's examples by length; it neither adds nor drops one, and it cuts padding."""
+    import dataclasses
+    from critkl.pretrain import batch_pool
+    new = pretrain_config("cpu-modsum", level=3, bucket_pool=8)
+    old = dataclasses.replace(new, batching="padded")
+    flat = lambda pool: sorted((p, f) for ps, fs in pool for p, f in zip(ps, fs))  # noqa: E731
+    assert flat(batch_pool(new, 0)) == flat(batch_pool(old, 0))
+    assert batch_pool(new, 0) == batch_pool(new, 0) and batch_pool(new, 1) != batch_pool(new, 0)
+    tok = build_tokenizer()
+
+    def padding(pool):
+        masks = [make_batch(tok, ps, aux=fs)[1] for ps, fs in pool]
+        return 1 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+    assert padding(batch_pool(new, 0)) < 0.5 * padding(batch_pool(old, 0))

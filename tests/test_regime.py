@@ -1,11 +1,40 @@
-from critkl.regime import probe, record
+import pandas as pd
+
+from critkl.regime import probe, probe_and_record, record
 
 
 def test_probe_and_record(tiny_checkpoint, tmp_path):
     row = probe(tiny_checkpoint, n=2, temperatures=(1.0,))
-    assert row["N"] == 2 and 0 <= row["plus1_T1"] <= 1 and 0 <= row["greedy_min_1toN"] <= 1
+    assert row["level"] == 2 and 0 <= row["plus1_T1"] <= 1 and 0 <= row["greedy_min_1toN"] <= 1
     assert {"p_first_comma_mean", "certainty_critical_median", "greedy_N+2"} <= set(row)
     csv = tmp_path / "r.csv"
-    record(row, csv, "first")
+    record(row, csv, "first", command="critkl pretrain --preset tiny")
     df = record(row, csv, "second")
     assert list(df.note) == ["first", "second"]
+    assert df.command.fillna("").tolist() == ["critkl pretrain --preset tiny", ""]
+    assert pd.read_csv(csv).shape == df.shape
+
+
+def test_probe_and_record_loops(tmp_path, monkeypatch):
+    import critkl.regime as regime
+    monkeypatch.setattr(regime, "probe", lambda d, n: dict(checkpoint=str(d), level=3, n=n))
+    rows = probe_and_record(["a", "b"], tmp_path / "r.csv", note="t", command="c", n=5)
+    assert rows.checkpoint.tolist() == ["a", "b"] and rows.n.tolist() == [5, 5]
+    back = pd.read_csv(tmp_path / "r.csv")
+    assert back.checkpoint.tolist() == ["a", "b"] and back.note.tolist() == ["t", "t"] and back.command.tolist() == ["c", "c"]
+
+
+def test_record_keeps_every_column_and_writes_atomically(tmp_path):
+    csv = tmp_path / "sub" / "r.csv"
+    # an old table (before the rename N -> level) with a column the new row lacks
+    csv.parent.mkdir()
+    pd.DataFrame([dict(checkpoint="old", N=3, plus2_T1=0.1, note="x", command="c0")]).to_csv(csv, index=False)
+    df = record(dict(checkpoint="new", level=4, extra=1.5), csv, "y", command="c1")
+    assert list(df.columns) == ["checkpoint", "level", "plus2_T1", "note", "command", "extra"]
+    assert df.level.tolist() == [3, 4] and df.command.tolist() == ["c0", "c1"]
+    assert df.plus2_T1.isna().tolist() == [False, True] and df.extra.isna().tolist() == [True, False]
+    back = pd.read_csv(csv)
+    assert list(back.columns) == list(df.columns) and len(back) == 2
+    assert sorted(p.name for p in csv.parent.iterdir()) == ["r.csv"]  # no temporary file left behind
+    # a command given in the row itself is kept when none is passed
+    assert record(dict(checkpoint="z", command="in-row"), csv).command.iloc[-1] == "in-row"

@@ -1,0 +1,348 @@
+"""critkl.sweep: plans checked before anything runs, papermill points in their folders, resuming after a
+SIGKILL, failures and time-outs counted, gather, and the SLURM path as far as a machine without SLURM allows."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from critkl import cli, sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK = ROOT / "book" / "task.ipynb"
+TASK_GRID = ["--grid", "seed=0,1", "--grid", "n_samples=50,100"]
+TASK_POINTS = [{"seed": s, "n_samples": n} for s in (0, 1) for n in (50, 100)]
+
+
+def tiny_notebook(path: Path, *cells: str) -> Path:
+    """A chapter stand-in: the parameters cell, then ``cells``."""
+    params = nbformat.v4.new_code_cell('seed = 0\nsleep = 0.0\nlog = ""    # file to append the seed to\n'
+                                       'results_dir = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[params] + [nbformat.v4.new_code_cell(textwrap.dedent(c)) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+METRICS_CELL = """
+    import os, pathlib  # a plain write: importing critkl in every tiny kernel costs seconds
+    env = [os.environ.get(k, "") for k in ("OMP_NUM_THREADS", "CRITKL_TORCH_THREADS")]
+    pathlib.Path(results_dir, "metrics.csv").write_text(f"seed,threads,torch_threads\\n{seed},{env[0]},{env[1]}\\n")
+"""
+
+
+def run_cli(capsys, *argv):
+    status = cli.main(["sweep", *map(str, argv), "--no-progress"])
+    return status, capsys.readouterr()
+
+
+def check_finished_point(out: Path, params: dict, notebook_name: str) -> Path:
+    folder = out / sweep.point_id(params)
+    assert json.loads((folder / "point.json").read_text()) == params
+    assert json.loads((folder / "done.json").read_text())["seconds"] > 0
+    nb = nbformat.read(str(folder / notebook_name), as_version=4)
+    nbformat.validate(nb)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    literal = lambda v: json.dumps(v) if isinstance(v, str) else repr(v)  # papermill's Python translation
+    assert len(injected) == 1 and f"results_dir = {literal(str(folder))}" in injected[0].source
+    assert all(f"{k} = {literal(v)}" in injected[0].source for k, v in params.items())
+    assert (folder / "log.txt").exists()
+    return folder
+
+
+def no_tmp_files(out: Path) -> bool:
+    return not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+# ------------------------------------------------------------------------------------------ plan
+
+def test_parameters_cell_parsed_with_ast():
+    assert sweep.notebook_parameters(TASK) == {"level": 3, "a": 3395, "b": 1791, "seed": 0, "n_samples": 2000,
+                                               "results_dir": ""}
+    points = sweep.plan(TASK, ["n_samples=50,100", "seed=0,1"], ["a=12"])
+    assert points == [{"a": 12, "seed": s, "n_samples": n} for s in (0, 1) for n in (50, 100)]  # cell order
+    assert list(points[0]) == ["a", "seed", "n_samples"]
+
+
+def test_values_take_the_type_of_the_default():
+    assert sweep.parse_value("x", "3", 1.5) == 3.0 and isinstance(sweep.parse_value("x", "3", 1.5), float)
+    assert sweep.parse_value("x", "False", True) is False
+    assert sweep.parse_value("x", "true", False) is True
+    assert sweep.parse_value("x", "07", 1) == 7
+    assert sweep.parse_value("x", "1e-3", 0.1) == 0.001
+    assert sweep.parse_value("x", "abc", "") == "abc"
+    assert sweep.parse_value("x", "[1, 2]", None) == [1, 2] and sweep.parse_value("x", "abc", None) == "abc"
+    assert sweep.parse_value("x", "(1, 2)", (0,)) == (1, 2)
+    for text, default in [("1.5", 1), ("yes", True), ("1", True), ("abc", 0.5), ("[1]", (0,))]:
+        with pytest.raises(sweep.SweepError, match=re.escape(f"bad value {text!r} for x")):
+            sweep.parse_value("x", text, default)
+
+
+def test_point_ids_are_readable_stable_and_distinct():
+    pid = sweep.point_id({"seed": 0, "beta": 0.2})
+    assert pid.startswith("seed=0,beta=0.2-") and len(pid) == len("seed=0,beta=0.2-") + 8
+    assert pid == sweep.point_id({"seed": 0, "beta": 0.2})
+    assert sweep.point_id({"seed": 0, "beta": 0.2})[-8:] == sweep.point_id({"beta": 0.2, "seed": 0})[-8:]
+    assert sweep.point_id({"p": "a/b"}) != sweep.point_id({"p": "a_b"})
+    assert sweep.point_id({"p": "a/b c"}).startswith("p=a_b_c-")
+    assert sweep.point_id({}).startswith("defaults-")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--grid", "seeed=0,1"], "unknown parameter 'seeed'; names of .*: level, a, b, seed, n_samples$"),
+    (["--grid", "seed=0,x"], "bad value 'x' for seed: expected int \\(its default is 0\\)"),
+    (["--grid", "seed=0,1", "--set", "n_samples=1.5"], "bad value '1.5' for n_samples"),
+    (["--set", "results_dir=/tmp/x"], "results_dir is set by the sweep"),
+    (["--grid", "seed"], "expected NAME=V1,V2,..., got 'seed'"),
+    (["--grid", "seed=0", "--set", "seed=1"], "parameter 'seed' given twice"),
+])
+def test_bad_request_exits_2_before_anything_runs(tmp_path, capsys, argv, message):
+    out = tmp_path / "sweep"
+    status, io = run_cli(capsys, TASK, *argv, "--out", out)
+    assert status == 2
+    assert not out.exists()
+    assert re.search(message, io.err.strip().splitlines()[-1]), io.err
+
+
+def test_slurm_off_cluster_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun
+    status, io = run_cli(capsys, TASK, "--grid", "seed=0", "--out", tmp_path / "sweep", "--executor", "slurm")
+    assert status == 2 and "srun" in io.err and not (tmp_path / "sweep").exists()
+
+
+# --------------------------------------------------------------------------- book/task.ipynb 2 x 2
+
+@pytest.fixture(scope="module")
+def task_sweep(tmp_path_factory):
+    """The 2 x 2 sweep of book/task.ipynb on the local executor (2 workers), run once for the module."""
+    out = tmp_path_factory.mktemp("task") / "sweep"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CRITKL_HOME", str(out.parent / "home"))
+        status = cli.main(["sweep", str(TASK), *TASK_GRID, "--out", str(out), "--jobs", "2", "--no-progress"])
+    return status, out
+
+
+def test_local_sweep_of_task_chapter(task_sweep):
+    status, out = task_sweep
+    assert status == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(map(sweep.point_id, TASK_POINTS))
+    for params in TASK_POINTS:
+        folder = check_finished_point(out, params, "task.ipynb")
+        assert sorted(p.name for p in folder.iterdir()) == ["done.json", "log.txt", "metrics.csv", "point.json",
+                                                            "task.ipynb"]
+    assert no_tmp_files(out)
+
+    df = sweep.gather(out)
+    assert list(df.columns) == ["point", "seed", "n_samples", "split", "digits", "fraction"]
+    assert df.groupby(["seed", "n_samples"]).ngroups == 4
+    assert set(df["split"]) == {"comfort", "plus1"}
+    assert sorted(df.loc[df["split"] == "comfort", "digits"].unique()) == [1, 2, 3]  # level 3
+    assert df.loc[df["split"] == "plus1", "digits"].max() == 4
+    sums = df.groupby(["point", "split"])["fraction"].sum()
+    assert len(sums) == 8 and (sums - 1).abs().max() < 1e-9
+
+
+def test_rerun_skips_every_finished_point(task_sweep, capsys):
+    status, out = task_sweep
+    assert status == 0
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    status, io = run_cli(capsys, TASK, *TASK_GRID, "--out", out, "--jobs", "2")
+    assert status == 0
+    assert "4 points in" in io.out and "0 finished, 4 skipped (finished before), 0 failed" in io.out
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_gather_command(task_sweep, tmp_path, capsys):
+    _, out = task_sweep
+    csv = tmp_path / "all" / "task.csv"
+    assert cli.main(["gather", str(out), "--out", str(csv)]) == 0
+    assert "rows from 4 points" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(csv), sweep.gather(out))
+    assert no_tmp_files(csv.parent)
+    assert cli.main(["gather", str(out), "--table", "other.csv"]) == 2
+    assert "tables there: metrics.csv" in capsys.readouterr().err
+
+
+def test_debug_executor_sweep_of_task_chapter(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    status, io = run_cli(capsys, TASK, *TASK_GRID, "--out", out, "--executor", "debug")
+    assert status == 0, io.out + io.err
+    assert "4 finished, 0 skipped (finished before), 0 failed" in io.out
+    for params in TASK_POINTS:
+        check_finished_point(out, params, "task.ipynb")
+    df = sweep.gather(out)
+    assert len(df) == len(df.drop_duplicates(["point", "split", "digits"])) and df["point"].nunique() == 4
+    assert (out / "_debug").is_dir()
+
+
+# ---------------------------------------------------------------------------- tiny notebooks
+
+def test_failing_point_leaves_the_others_finished(tmp_path, capsys):
+    nb = tiny_notebook(tmp_path / "tiny.ipynb", METRICS_CELL,
+                       'if seed == 1:\n    raise ValueError(f"boom at seed {seed}")')
+    out = tmp_path / "sweep"
+    status, io = run_cli(capsys, nb, "--grid", "seed=0,1,2", "--out", out, "--jobs", "2")
+    assert status == 1
+    assert "3 points in" in io.out and "2 finished, 0 skipped (finished before), 1 failed" in io.out
+    failed = out / sweep.point_id({"seed": 1})
+    assert f"FAILED {failed / 'tiny.ipynb'}\n    ValueError: boom at seed 1" in io.out
+    assert not (failed / "done.json").exists() and (failed / "error.txt").exists()
+    nbformat.validate(nbformat.read(str(failed / "tiny.ipynb"), as_version=4))  # kept, complete
+    for seed in (0, 2):
+        check_finished_point(out, {"seed": seed}, "tiny.ipynb")
+    df = sweep.gather(out)  # the failed point wrote metrics.csv before raising, but is not finished
+    assert list(df.columns) == ["point", "param_seed", "seed", "threads", "torch_threads"]
+    assert df["seed"].tolist() == [0, 2] and df["param_seed"].tolist() == [0, 2]
+    threads = max(1, (os.cpu_count() or 1) // 2)  # jobs x threads <= cores
+    assert df["threads"].tolist() == [threads] * 2 and df["torch_threads"].tolist() == [threads] * 2
+
+    status, io = run_cli(capsys, nb, "--grid", "seed=0,1,2", "--out", out)  # only the failed point re-runs
+    assert status == 1 and "0 finished, 2 skipped (finished before), 1 failed" in io.out
+
+
+def test_point_over_the_time_limit_is_killed(tmp_path, capsys):
+    nb = tiny_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(sleep)")
+    out = tmp_path / "sweep"
+    start = time.monotonic()
+    status, io = run_cli(capsys, nb, "--set", "sleep=120", "--out", out, "--timeout-min", "0.05")
+    assert status == 1 and time.monotonic() - start < 60
+    assert "0 finished, 0 skipped (finished before), 1 failed" in io.out
+    assert "timed out after 0.05 min" in io.out
+    assert not (out / sweep.point_id({"sleep": 120.0}) / "done.json").exists()
+    assert no_tmp_files(out)
+
+
+def test_sigkilled_sweep_resumes_every_point_once(tmp_path, capsys):
+    runs = tmp_path / "runs.txt"
+    nb = tiny_notebook(tmp_path / "nap.ipynb",
+                       'import pathlib, time\npathlib.Path(results_dir, "started").touch()\ntime.sleep(sleep)',
+                       METRICS_CELL, 'with open(log, "a") as f:\n    f.write(f"{seed}\\n")')
+    out = tmp_path / "sweep"
+    argv = [str(nb), "--grid", "seed=0,1", "--set", "sleep=2", "--set", f"log={runs}", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "critkl.cli", "sweep", *argv, "--no-progress"], cwd=ROOT,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(out.glob("*/started")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        started = list(out.glob("*/started"))
+        assert started and not (started[0].parent / "done.json").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not runs.exists()  # killed mid-point: nothing finished yet
+    assert sum((p / "done.json").exists() for p in out.iterdir() if p.is_dir()) == 0
+
+    status, io = run_cli(capsys, *argv)
+    assert status == 0, io.out + io.err
+    assert "2 finished, 0 skipped (finished before), 0 failed" in io.out
+    time.sleep(1.5)  # the killed kernel would have written by now, had it survived its parent
+    assert sorted(runs.read_text().split()) == ["0", "1"]  # each point finished exactly once
+    for seed in (0, 1):
+        check_finished_point(out, {"seed": seed, "sleep": 2.0, "log": str(runs)}, "nap.ipynb")
+    assert no_tmp_files(out)
+    assert sweep.gather(out)["seed"].tolist() == [0, 1]
+
+
+def test_write_metrics_is_atomic(tmp_path):
+    path = sweep.write_metrics(pd.DataFrame({"x": [1, 2]}), tmp_path / "point", name="t.csv")
+    assert path == tmp_path / "point" / "t.csv" and pd.read_csv(path)["x"].tolist() == [1, 2]
+    assert [p.name for p in path.parent.iterdir()] == ["t.csv"]
+    with pytest.raises(ValueError, match="results_dir is empty"):
+        sweep.write_metrics(pd.DataFrame(), "")
+
+
+# ------------------------------------------------------------------------------------------ SLURM
+
+def fake_bin(tmp_path: Path, **scripts: str) -> Path:
+    """Executables named after ``scripts`` in a folder, for PATH."""
+    folder = tmp_path / "bin"
+    folder.mkdir(exist_ok=True)
+    for name, text in scripts.items():
+        (folder / name).write_text(textwrap.dedent(text).lstrip())
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def test_slurm_executor_sbatch_script(tmp_path, monkeypatch):
+    bin_ = fake_bin(tmp_path, srun="#!/bin/sh\n")
+    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
+    from submitit.slurm.slurm import _make_sbatch_string
+    executor = sweep.slurm_executor(tmp_path / "_slurm", timeout_min=89.5, partition="gpu", gpus_per_job=1,
+                                    array_parallelism=2)
+    assert executor.cluster == "slurm"
+    script = _make_sbatch_string(command="run", folder=executor.folder, map_count=4, **executor._executor.parameters)
+    lines = script.splitlines()
+    for line in ["#SBATCH --array=0-3%2", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --time=90", "#SBATCH --job-name=critkl-sweep"]:
+        assert line in lines, script
+    assert f"#SBATCH --output={tmp_path}/_slurm/%A_%a_0_log.out" in lines
+
+
+FAKE_SBATCH = """
+    #!{python}
+    # Fake sbatch: records the script, runs every array task in the background with SLURM's variables.
+    import os, re, shutil, subprocess, sys
+    script = os.environ["FAKE_SLURM_DIR"] + "/job.sh"
+    shutil.copy(sys.argv[-1], script)
+    last = int(re.search(r"#SBATCH --array=0-(\\d+)%", open(script).read()).group(1))
+    for i in range(last + 1):
+        env = dict(os.environ, SLURM_JOB_ID=str(4243 + i), SLURM_ARRAY_JOB_ID="4242", SLURM_ARRAY_TASK_ID=str(i),
+                   SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NTASKS="1",
+                   SLURM_JOB_NUM_NODES="1", SLURM_JOB_NODELIST="localhost")
+        subprocess.Popen(["bash", script], env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print("Submitted batch job 4242")
+"""
+FAKE_SRUN = """
+    #!/bin/bash
+    # Fake srun: drop the options, run the command.
+    while [[ $1 == --* ]]; do if [[ $1 == --unbuffered ]]; then shift; else shift 2; fi; done
+    exec "$@"
+"""
+
+
+def test_slurm_sweep_with_fake_sbatch(tmp_path, capsys, monkeypatch):
+    """The whole slurm path (map_array -> sbatch script -> submitit's job runner -> result pickles), with
+    sbatch/srun/sacct replaced by scripts that run the array on this machine."""
+    bin_ = fake_bin(tmp_path, sbatch=FAKE_SBATCH.replace("{python}", sys.executable), srun=FAKE_SRUN,
+                    sacct="#!/bin/sh\necho 'JobID|State|NodeList'\n", scancel="#!/bin/sh\n")
+    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM_DIR", str(tmp_path))
+    nb = tiny_notebook(tmp_path / "tiny.ipynb", METRICS_CELL)
+    out = tmp_path / "sweep"
+    status, io = run_cli(capsys, nb, "--grid", "seed=0,1", "--out", out, "--executor", "slurm",
+                         "--slurm-partition", "debugq", "--slurm-gpus-per-job", "1", "--slurm-array-parallelism", "2",
+                         "--timeout-min", "10")
+    assert status == 0, io.out + io.err
+    assert "2 finished, 0 skipped (finished before), 0 failed" in io.out
+    lines = (tmp_path / "job.sh").read_text().splitlines()
+    for line in ["#SBATCH --array=0-1%2", "#SBATCH --partition=debugq", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --time=10"]:
+        assert line in lines
+    for seed in (0, 1):
+        check_finished_point(out, {"seed": seed}, "tiny.ipynb")
+    assert sorted(p.name for p in (out / "_slurm").glob("4242_*_result.pkl")) == ["4242_0_0_result.pkl",
+                                                                                   "4242_1_0_result.pkl"]
+    assert sweep.gather(out)["threads"].isna().all()  # SLURM decides the threads (cpus-per-task)
+
+
+def test_gather_prefixes_colliding_parameters(tmp_path):
+    for seed in (0, 1):
+        folder = tmp_path / sweep.point_id({"seed": seed, "beta": 0.5})
+        sweep.write_metrics(pd.DataFrame({"beta": [9.0], "acc": [seed / 2]}), folder)
+        (folder / "point.json").write_text(json.dumps({"seed": seed, "beta": 0.5}))
+        if seed == 0:
+            (folder / "done.json").write_text("{}")  # seed 1 unfinished: left out
+    df = sweep.gather(tmp_path)
+    assert df.to_dict("records") == [{"point": sweep.point_id({"seed": 0, "beta": 0.5}), "seed": 0,
+                                      "param_beta": 0.5, "beta": 9.0, "acc": 0.0}]
