@@ -8,6 +8,7 @@ import json
 import sys
 import typing
 
+from .runs import RunFolderError
 from .config import (PRETRAIN_PRESETS, RL_PRESETS, CriticalConfig, PretrainConfig, RLConfig, pretrain_config,
                      rl_config)
 
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
             print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         elif args.command == "critical":
             critical(CriticalConfig(**_overrides(args, CriticalConfig)))
-    except (ValueError, TypeError, FloatingPointError) as e:  # CheckpointError is a ValueError
+    except (ValueError, TypeError, FloatingPointError, RunFolderError) as e:  # CheckpointError is a ValueError
         print(f"critkl {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -107,30 +107,27 @@ def _check_ranges(cfg, ranges: dict) -> None:
             raise _bad(f.name, v, f"an integer in [-{MAX_COUNT}, {MAX_COUNT}]")
 
 
-def text_tokens(n_digits: int) -> int:
-    """Tokens in the longest prompt + scratchpad with operands of ``n_digits`` digits (one per character)."""
-    from .task import max_text_length
-    return max_text_length(n_digits)
-
-
 def check_episode_fit(level: int, extra_digits: int, n_positions: int, name: str = "extra_digits") -> None:
     """Plus-k episodes (prompt + the paper's episode limit) of a model pre-trained up to ``level`` digits
     must fit its ``n_positions`` (learned positions end there; rotary ones were never trained beyond)
     and operands stay within MAX_DIGITS. ValueError naming ``name`` (the extra-digits field) otherwise."""
     from .task import episode_limit, prompt
 
+    if not 1 <= level <= MAX_DIGITS:
+        raise _bad("level", level, f"an integer in [1, {MAX_DIGITS}]")
+
     def length(k):
         big = 10 ** (level + k) - 1
         return len(prompt(big, big)) + episode_limit(level, k)
 
-    if level + extra_digits <= MAX_DIGITS and length(extra_digits) <= n_positions:
+    if 1 <= extra_digits <= MAX_DIGITS - level and length(extra_digits) <= n_positions:
         return
-    top = next((k for k in range(min(extra_digits, MAX_DIGITS - level + 1) - 1, 0, -1)
-                if length(k) <= n_positions), 0)
-    reach = f"; plus{extra_digits} episodes reach {length(extra_digits)} tokens" \
-        if level + extra_digits <= MAX_DIGITS else f"; operands have at most {MAX_DIGITS} digits"
-    raise _bad(name, extra_digits, f"an integer in [1, {top}] for a checkpoint of level={level} and "
-               f"n_positions={n_positions}", reach)
+    top = next((k for k in range(min(extra_digits - 1, MAX_DIGITS - level), 0, -1) if length(k) <= n_positions), 0)
+    where = f"for a checkpoint of level={level} and n_positions={n_positions}"
+    rule = f"an integer in [1, {top}] {where}" if top else f"one whose episodes fit, and none does {where}"
+    note = (f"; plus{extra_digits} episodes reach {length(extra_digits)} tokens"
+            if 1 <= extra_digits <= MAX_DIGITS - level else f"; operands have at most {MAX_DIGITS} digits")
+    raise _bad(name, extra_digits, rule, note)
 
 
 # -------------------------------------------------------------------------------------------------

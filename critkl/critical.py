@@ -42,7 +42,8 @@ import torch
 
 from . import task
 from .analysis import mean_ci
-from .losses import CERTAINTY_KINDS, certainty, kl_weight
+from .losses import CERTAINTY_KINDS, kl_weight
+from .losses import certainty as certainty_of
 from .sampling import completion_logits, forward, generate, left_pad
 from .tokenizer import encode
 
@@ -135,10 +136,12 @@ def teacher_forced(model, tok, problems, temperature: float = 1.0, ref_temperatu
 
 
 def measure(model, tok, problems, level: int, temperature: float = 1.0, ref_temperature: float = 1.0,
-            alpha: float = 1.0, steps: int = 3, sites=("paper",)) -> pd.DataFrame:
+            alpha: float = 1.0, steps: int = 3, sites=("paper",), certainty: str = "max_prob") -> pd.DataFrame:
     """One row per target character of each problem, teacher-forced on the true text: the probability
-    of the correct character (at ``temperature``), the certainty J(s) (at ``ref_temperature``), the
-    prioritized weight J^alpha, and whether the position is critical (with its name)."""
+    of the correct character (at ``temperature``), the certainty J(s) (at ``ref_temperature``, in the form
+    ``certainty``: max_prob or entropy, see ``losses.certainty``), the prioritized weight J^alpha, and
+    whether the position is critical (with its name)."""
+    kind = certainty
     rows = []
     for p, ((a, b), (ids, logits)) in enumerate(zip(problems, teacher_forced(model, tok, problems))):
         crit = {c.index: c for c in locate(a, b, level, steps, sites)}
@@ -146,7 +149,7 @@ def measure(model, tok, problems, level: int, temperature: float = 1.0, ref_temp
         lg = logits[start:]
         tgt = ids[start:]
         p_ok = torch.softmax(lg / temperature, -1).gather(-1, tgt[:, None]).squeeze(-1)
-        cert = certainty(lg, ref_temperature)
+        cert = certainty_of(lg, ref_temperature, kind)
         w = kl_weight("prioritized", cert, alpha)
         for t in range(len(tgt)):
             i = start + t
@@ -227,7 +230,7 @@ def generation_deltas(cert, critical_positions) -> dict:
 
 @torch.no_grad()
 def certainty_delta(model, tok, level: int, extra_digits: int = 1, n_generations: int = 50, temperature: float = 1.0,
-                    ref_temperature: float = 1.0, seed: int = 0, steps: int = 3, kinds=CERTAINTY_KINDS,
+                    ref_temperature: float = 1.0, seed: int = 0, steps: int = 3, certainty=CERTAINTY_KINDS,
                     sites=("paper",)) -> pd.DataFrame:
     """The paper's Table 1 quantity: Delta-J(s) (``delta_certainty``) at critical vs non-critical states.
 
@@ -250,8 +253,8 @@ def certainty_delta(model, tok, level: int, extra_digits: int = 1, n_generations
         states.append(_critical_states(gen.completion_ids[i], gen.completion_mask[i],
                                        encode(tok, task.scratchpad(a, b)), crit))
     rows = []
-    for kind in kinds:
-        cert = certainty(logits, ref_temperature, kind).cpu()
+    for kind in ((certainty,) if isinstance(certainty, str) else certainty):
+        cert = certainty_of(logits, ref_temperature, kind).cpu()
         for i, (a, b) in enumerate(problems):
             m = gen.completion_mask[i].bool().cpu()
             rows.append(dict(generation=i, a=a, b=b, correct=task.is_correct(gen.texts[i], a, b), certainty_kind=kind,

@@ -99,6 +99,7 @@ def save_checkpoint(model: PreTrainedModel, tok, path: Path, info: dict) -> None
 
 
 CHECKPOINT_KINDS = ("pretrain", "rl")
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
 def _json_type(v) -> str:
@@ -144,7 +145,8 @@ def checkpoint_level(info: dict) -> int:
 
 
 def read_info(path: Path) -> dict:
-    """The validated ``critkl.json`` of a checkpoint folder, or CheckpointError saying what is wrong."""
+    """The validated ``critkl.json`` of a checkpoint folder, or CheckpointError saying what is wrong (also
+    when the folder has no weights file: everything that reads the info goes on to the weights)."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint folder {str(path)!r} does not exist or is not a folder")
@@ -158,10 +160,11 @@ def read_info(path: Path) -> dict:
         raise CheckpointError(f"{str(f)!r} is corrupt: {e}") from e
     except (OSError, RecursionError) as e:
         raise CheckpointError(f"{str(f)!r} cannot be read: {type(e).__name__}: {e}") from e
-    return validate_info(info, f)
-
-
-WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
+    validate_info(info, f)
+    if not any((path / w).is_file() for w in WEIGHTS_FILES):
+        raise CheckpointError(f"could not load the checkpoint in {str(path)!r}: its weights file "
+                              f"{str(path / WEIGHTS_FILES[0])!r} is missing")
+    return info
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu"):
@@ -169,11 +172,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu"):
 
     One CheckpointError naming the file for: a missing, malformed or partial ``critkl.json``, missing or
     corrupt weights, and weights holding a NaN or an inf."""
-    info = read_info(path)
+    info = read_info(path)  # also checks that a weights file is there
     path = Path(path)
-    if not any((path / w).is_file() for w in WEIGHTS_FILES):
-        raise CheckpointError(f"could not load the checkpoint in {str(path)!r}: its weights file "
-                              f"{str(path / WEIGHTS_FILES[0])!r} is missing")
     try:
         tok = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)

@@ -85,10 +85,13 @@ def plot_critical_tracking(critical: pd.DataFrame, hue: str = "kl", ax=None):
 
 
 def plot_table1(per_generation: pd.DataFrame, ax=None):
-    """Delta-J at critical vs non-critical states, one point per generation."""
+    """Delta-J at critical vs non-critical states, one point per generation (``critical.certainty_delta``);
+    coloured by ``certainty_kind`` when the frame holds several certainty forms."""
     import seaborn as sns
     style()
-    d = per_generation.melt(value_vars=["delta_critical", "delta_noncritical"], var_name="tokens", value_name="delta_J")
-    ax = sns.stripplot(data=d, x="tokens", y="delta_J", alpha=0.5, ax=ax)
+    hue = "certainty_kind" if "certainty_kind" in per_generation else None
+    d = per_generation.melt(id_vars=[hue] if hue else None, value_vars=["delta_critical", "delta_noncritical"],
+                            var_name="tokens", value_name="delta_J")
+    ax = sns.stripplot(data=d, x="tokens", y="delta_J", hue=hue, dodge=hue is not None, alpha=0.5, ax=ax)
     ax.axhline(0, color="k", lw=0.8)
     return ax

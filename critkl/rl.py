@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import task
-from .config import RLConfig, cache_dict, cache_key, critkl_home, rl_config
+from .config import RLConfig, check_episode_fit, cache_dict, cache_key, critkl_home, rl_config
 from .critical import critical_probabilities, tracking_problems
 from .losses import (entropy, gae, kl_estimate, kl_weight, masked_mean, pg_loss_a2c, pg_loss_ppo, token_weights,
                      total_loss, value_loss)
@@ -236,11 +236,7 @@ def check_start(cfg: RLConfig) -> dict:
     if info.get("kind") != "pretrain":
         raise CheckpointError(f"{cfg.model_dir!r} is a {info.get('kind')!r} checkpoint; RL starts from a "
                               "pre-trained one (kind 'pretrain')")
-    level = int(info["config"]["level"])
-    longest = task.max_text_length(level + cfg.extra_digits) + 100
-    if info["config"].get("arch") == "gpt2" and longest > int(info["config"]["n_positions"]):
-        raise ValueError(f"extra_digits={cfg.extra_digits}: plus{cfg.extra_digits} episodes reach {longest} "
-                         f"tokens, beyond the checkpoint's n_positions={info['config']['n_positions']}")
+    check_episode_fit(int(info["config"]["level"]), cfg.extra_digits, int(info["config"]["n_positions"]))
     return info
 
 

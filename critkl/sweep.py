@@ -7,7 +7,7 @@ the type of the default exits with status 2, writing nothing), then executes eac
 in its own folder::
 
     DIR/<point-id>/point.json   the point's parameters (its --grid and --set values)
-    DIR/<point-id>/<chapter>    the executed notebook (written as <chapter>.tmp, renamed when complete)
+    DIR/<point-id>/<chapter>    the executed notebook (written as *.tmp.ipynb, renamed when complete)
     DIR/<point-id>/log.txt      the kernel's stdout and stderr
     DIR/<point-id>/error.txt    a failed point's traceback; its last line is the error
     DIR/<point-id>/*.csv        the chapter's tidy tables: a chapter with a ``results_dir`` parameter
@@ -190,27 +190,24 @@ class Point:
     cell_timeout_s: float | None = None  # papermill's limit per cell
 
 
-def execute(point: Point) -> bool:
+def execute(point: Point, own_process: bool = False) -> bool:
     """Run one point from an empty folder; True when finished (``done.json`` written last). Never
-    raises: a failure leaves the executed notebook (if any) and ``error.txt``."""
+    raises: a failure leaves the executed notebook (if any) and ``error.txt``. ``own_process``: this
+    process is the point's alone, so its file descriptors 1 and 2 (inherited by the kernel) go to the log."""
     folder = Path(point.folder)
     if (folder / MARKER).exists():
         return True
-    if folder.exists():
-        shutil.rmtree(folder)  # what an interrupted or failed attempt left
-    folder.mkdir(parents=True)
-    _write_atomic(folder / PARAMS, json.dumps(point.params, indent=1, default=repr) + "\n")
     nb_path = folder / Path(point.notebook).name
-    tmp = _tmp(nb_path)
-    parameters = {**point.params, **({RESULTS_PARAM: str(folder)} if point.results_dir else {})}
+    tmp = _tmp_notebook(nb_path)
     start = time.time()
     try:
-        import papermill
-        with open(folder / LOG, "w") as log, _thread_env(point.threads):
-            papermill.execute_notebook(point.notebook, str(tmp), parameters=parameters, kernel_name="python3",
-                                       cwd=str(Path(point.notebook).parent), progress_bar=False,
-                                       stdout_file=log, stderr_file=log, execution_timeout=point.cell_timeout_s)
+        if folder.exists():
+            shutil.rmtree(folder)  # what an interrupted or failed attempt left
+        folder.mkdir(parents=True)
+        _write_atomic(folder / PARAMS, json.dumps(point.params, indent=1, default=repr) + "\n")
+        _papermill(point, tmp, own_process)
     except Exception as e:  # noqa: BLE001 -- a point's failure is data, not a crash of the sweep
+        folder.mkdir(parents=True, exist_ok=True)
         if tmp.exists():
             os.replace(tmp, nb_path)  # papermill finished writing it before raising
         _write_atomic(folder / ERROR, traceback.format_exc() + _error_line(e) + "\n")
@@ -218,6 +215,20 @@ def execute(point: Point) -> bool:
     os.replace(tmp, nb_path)
     _write_atomic(folder / MARKER, json.dumps({"seconds": round(time.time() - start, 3)}) + "\n")
     return True
+
+
+def _papermill(point: Point, output: Path, own_process: bool) -> None:
+    """Execute the chapter with the point's parameters into ``output``, the kernel's streams in the log."""
+    import papermill
+    folder = Path(point.folder)
+    parameters = {**point.params, **({RESULTS_PARAM: str(folder)} if point.results_dir else {})}
+    with open(folder / LOG, "w") as log, _thread_env(point.threads):
+        if own_process:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        papermill.execute_notebook(point.notebook, str(output), parameters=parameters, kernel_name="python3",
+                                   cwd=str(Path(point.notebook).parent), progress_bar=False,
+                                   stdout_file=log, stderr_file=log, execution_timeout=point.cell_timeout_s)
 
 
 @contextlib.contextmanager
@@ -238,6 +249,10 @@ def _thread_env(threads: int | None):
 
 def _tmp(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
+
+
+def _tmp_notebook(path: Path) -> Path:
+    return path.with_suffix(".tmp.ipynb")  # papermill wants the .ipynb extension
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -302,7 +317,7 @@ _WORKER = ("import importlib.util, json, sys\n"
            "spec = importlib.util.spec_from_file_location('critkl_sweep_worker', sys.argv[1])\n"
            "sweep = sys.modules[spec.name] = importlib.util.module_from_spec(spec)\n"
            "spec.loader.exec_module(sweep)\n"
-           "sweep.execute(sweep.Point(**json.loads(sys.argv[2])))\n")
+           "sweep.execute(sweep.Point(**json.loads(sys.argv[2])), own_process=True)\n")
 
 
 def _run_local(points: list[Point], jobs: int, timeout_min: float):
@@ -373,8 +388,9 @@ def run_sweep(notebook, points: list[dict], out, executor: str = "local", jobs: 
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(out)
     with _locked(out):
-        todo = [p for p in every if not (Path(p.folder) / MARKER).exists()]
-        summary.skipped = [Path(p.folder).name for p in every if p not in todo]
+        done_before = {p.folder for p in every if (Path(p.folder) / MARKER).exists()}
+        todo = [p for p in every if p.folder not in done_before]
+        summary.skipped = [Path(p.folder).name for p in every if p.folder in done_before]
         with tqdm(total=len(every), initial=len(summary.skipped), desc="sweep", unit="point",
                   disable=not progress) as bar:
             for point, error in (run(todo) if todo else ()):
@@ -404,7 +420,7 @@ def _failure(point: Point, error: str | None) -> tuple[str, str]:
     nb_path = folder / Path(point.notebook).name
     if error is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        _salvage(_tmp(nb_path), nb_path)
+        _salvage(_tmp_notebook(nb_path), nb_path)
         if not (folder / ERROR).exists():
             _write_atomic(folder / ERROR, error + "\n")
     text = (folder / ERROR).read_text() if (folder / ERROR).exists() else ""

@@ -159,3 +159,17 @@ def test_advantage_diagnosis_runs(tiny_checkpoint):
     assert df.p_critical.between(0, 1).all() and df.p_n_copy.between(0, 1).all()
     if df.successes.iloc[0] < 4:  # some failed episode was pushed down at lr 1e-2: the model moved
         assert df.p_critical.iloc[1] != df.p_critical.iloc[0]
+
+
+def test_kl_experiment_writes_all_runs(tiny_checkpoint, tmp_path):
+    small = dict(rounds=1, eval_plus=2, eval_comfort=0, track_critical=1)
+    m, c = analysis.kl_experiment(tiny_checkpoint, seeds=(0,), variants=("none", "prioritized"), preset="tiny",
+                                  out=tmp_path / "out", **small)
+    # 2 variants x (round 0 + 1 round)
+    assert list(zip(m.kl, m["round"])) == [("none", 0), ("none", 1), ("prioritized", 0), ("prioritized", 1)]
+    assert pd.read_csv(tmp_path / "out" / "metrics.csv").shape == m.shape
+    assert set(c.kl) == {"none", "prioritized"} and "n_copy" in set(c.name)  # the trainer tracks the Appendix-B site
+    assert pd.read_csv(tmp_path / "out" / "critical.csv").shape == c.shape
+    again, _ = analysis.kl_experiment(tiny_checkpoint, seeds=(0,), variants=("none",), preset="tiny", **small)
+    none = m[m.kl == "none"].dropna(axis=1, how="all").reset_index(drop=True)
+    pd.testing.assert_frame_equal(again.dropna(axis=1, how="all"), none)  # the cached run, same numbers

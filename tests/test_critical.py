@@ -12,6 +12,7 @@ from critkl.critical import (SITES, certainty_delta, classify_site, critical_mas
                              delta_certainty, failure_row, failure_site_counts, failure_sites, first_divergence,
                              generation_deltas, locate, locate_appendix_b, measure, summarize, table1,
                              teacher_forced)
+from critkl.losses import certainty
 from critkl.model import load_checkpoint
 from critkl.model import build_model
 from critkl.plots import render_html
@@ -78,6 +79,10 @@ def test_teacher_forced_equals_full_forward(tiny):
     p = torch.softmax(lg[row["index"]], -1)[encode(tok, row["char"])[0]].item()
     assert row["p_correct"] == pytest.approx(p, rel=1e-5)
     assert row["weight"] == pytest.approx(row["certainty"] ** 2, rel=1e-5)
+    ent = measure(model, tok, problems, level=3, alpha=2.0, certainty="entropy")
+    i = int(row["index"])
+    assert ent.loc[row.name, "certainty"] == pytest.approx(certainty(lg[i:i + 1], 1.0, "entropy").item(), rel=1e-5)
+    assert ent.loc[row.name, "certainty"] != pytest.approx(row["certainty"])
     s = summarize(df)
     assert set(s.critical) == {True, False}
 
@@ -281,6 +286,9 @@ def test_certainty_delta_on_a_checkpoint(tiny_checkpoint):
     mp, ent = per_gen.iloc[:4], per_gen.iloc[4:]
     assert mp.n_critical.tolist() == ent.n_critical.tolist() and mp.n_tokens.tolist() == ent.n_tokens.tolist()
     assert not np.allclose(mp.certainty_noncritical, ent.certainty_noncritical)  # two different forms
+    # one form only (critkl critical --certainty entropy): the same generations, the entropy rows
+    only = certainty_delta(model, tok, level=2, extra_digits=1, n_generations=4, seed=0, certainty="entropy")
+    pd.testing.assert_frame_equal(only, ent.reset_index(drop=True))
     t1 = table1(per_gen)
     assert t1.tokens.tolist() == ["critical", "non-critical", "non-critical (min.)"] * 2
     assert t1[t1.tokens == "non-critical"].n_generations.tolist() == [4, 4]

@@ -6,7 +6,6 @@ autouse ``_home`` fixture) holds no file afterwards.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -272,6 +271,14 @@ def test_bad_checkpoint(via, name, make, file, message, tiny_checkpoint, tmp_pat
         msg = capsys.readouterr().err
         assert msg.startswith("critkl critical: error: ") and "Traceback" not in msg
     assert message in msg and str(d / file) in msg  # names the file
+    assert_empty(_home)
+
+
+def test_finetune_refuses_missing_weights(tiny_checkpoint, tmp_path, capsys, _home):
+    d = _no_weights(tiny_checkpoint, tmp_path / "ck")
+    assert cli_main(["finetune", "--model", str(d), "--preset", "tiny", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "is missing" in err and str(d / "model.safetensors") in err and "Traceback" not in err
     assert_empty(_home)
 
 

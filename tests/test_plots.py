@@ -1,7 +1,9 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from critkl import plots  # noqa: E402
 
@@ -17,7 +19,15 @@ def test_learning_curves_and_tracking_draw():
     d = pd.DataFrame(dict(digits=[1, 2, 3], accuracy=[1.0, 0.5, 0.0]))
     assert plots.plot_accuracy_by_digits(d).get_ylabel() == "exact match"
     t = pd.DataFrame(dict(delta_critical=[-0.3, -0.2], delta_noncritical=[0.01, 0.0]))
-    assert plots.plot_table1(t) is not None
+    ax = plots.plot_table1(t, ax=plt.figure().gca())
+    # 2 generations x (critical, non-critical) = 4 points, at y = the deltas
+    ys = sorted(y for c in ax.collections for _, y in c.get_offsets())
+    assert ys == pytest.approx([-0.3, -0.2, 0.0, 0.01])
+    # one row per generation per certainty kind (critical.certainty_delta): 2 x 2 x 2 = 8 points, 2 colours
+    both = pd.concat([t.assign(certainty_kind="max_prob"), t.assign(certainty_kind="entropy", delta_critical=[-0.5, -0.4])])
+    ax = plots.plot_table1(both, ax=plt.figure().gca())
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 8
+    assert len({tuple(c.get_facecolor()[0]) for c in ax.collections if len(c.get_offsets())}) == 2
 
 
 def test_render_measured():

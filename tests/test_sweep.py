@@ -25,7 +25,7 @@ TASK_POINTS = [{"seed": s, "n_samples": n} for s in (0, 1) for n in (50, 100)]
 def tiny_notebook(path: Path, *cells: str) -> Path:
     """A chapter stand-in: the parameters cell, then ``cells``."""
     params = nbformat.v4.new_code_cell('seed = 0\nsleep = 0.0\nlog = ""    # file to append the seed to\n'
-                                       'results_dir = ""')
+                                       'gate = ""   # file to wait for\nresults_dir = ""')
     params.metadata["tags"] = ["parameters"]
     nb = nbformat.v4.new_notebook(cells=[params] + [nbformat.v4.new_code_cell(textwrap.dedent(c)) for c in cells])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -60,7 +60,7 @@ def check_finished_point(out: Path, params: dict, notebook_name: str) -> Path:
 
 
 def no_tmp_files(out: Path) -> bool:
-    return not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    return not [p for p in out.rglob("*") if ".tmp" in p.name]
 
 
 # ------------------------------------------------------------------------------------------ plan
@@ -222,34 +222,38 @@ def test_point_over_the_time_limit_is_killed(tmp_path, capsys):
 
 
 def test_sigkilled_sweep_resumes_every_point_once(tmp_path, capsys):
-    runs = tmp_path / "runs.txt"
+    """The CLI's process group is SIGKILLed while both points run; the same command then finishes each once."""
+    runs, gate = tmp_path / "runs.txt", tmp_path / "gate"
     nb = tiny_notebook(tmp_path / "nap.ipynb",
-                       'import pathlib, time\npathlib.Path(results_dir, "started").touch()\ntime.sleep(sleep)',
+                       'import pathlib, time\npathlib.Path(results_dir, "started").touch()\n'
+                       'while not pathlib.Path(gate).exists():\n    time.sleep(0.05)',
                        METRICS_CELL, 'with open(log, "a") as f:\n    f.write(f"{seed}\\n")')
     out = tmp_path / "sweep"
-    argv = [str(nb), "--grid", "seed=0,1", "--set", "sleep=2", "--set", f"log={runs}", "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "critkl.cli", "sweep", *argv, "--no-progress"], cwd=ROOT,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = [str(nb), "--grid", "seed=0,1", "--set", f"gate={gate}", "--set", f"log={runs}", "--out", str(out),
+            "--jobs", "2"]
+    with open(tmp_path / "killed.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "critkl.cli", "sweep", *argv, "--no-progress"], cwd=ROOT,
+                                start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 90
-        while not list(out.glob("*/started")) and time.monotonic() < deadline and proc.poll() is None:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("*/started"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-        started = list(out.glob("*/started"))
-        assert started and not (started[0].parent / "done.json").exists()
+        assert len(list(out.glob("*/started"))) == 2, (tmp_path / "killed.log").read_text()
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert not runs.exists()  # killed mid-point: nothing finished yet
-    assert sum((p / "done.json").exists() for p in out.iterdir() if p.is_dir()) == 0
+    assert not list(out.glob("*/done.json")) and list(out.glob("*/*.tmp.ipynb"))  # killed mid-point
+    time.sleep(2)  # the orphaned kernels notice their parent's death (ipykernel polls every second) and exit
+    gate.touch()
 
     status, io = run_cli(capsys, *argv)
     assert status == 0, io.out + io.err
     assert "2 finished, 0 skipped (finished before), 0 failed" in io.out
-    time.sleep(1.5)  # the killed kernel would have written by now, had it survived its parent
-    assert sorted(runs.read_text().split()) == ["0", "1"]  # each point finished exactly once
+    # each point finished exactly once (a killed kernel that outlived its parent would have appended too)
+    assert sorted(runs.read_text().split()) == ["0", "1"]
     for seed in (0, 1):
-        check_finished_point(out, {"seed": seed, "sleep": 2.0, "log": str(runs)}, "nap.ipynb")
-    assert no_tmp_files(out)
+        check_finished_point(out, {"seed": seed, "log": str(runs), "gate": str(gate)}, "nap.ipynb")
+    assert no_tmp_files(out) and not list(out.glob("*/error.txt"))
     assert sweep.gather(out)["seed"].tolist() == [0, 1]
 
 
