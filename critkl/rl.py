@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from . import task
 from .config import RLConfig, check_episode_fit, cache_dict, cache_key, critkl_home, rl_config
-from .critical import critical_probabilities, tracking_problems
+from .critical import APPENDIX_B_NAME, critical_probabilities, tracking_problems
 from .losses import (entropy, gae, kl_estimate, kl_weight, masked_mean, pg_loss_a2c, pg_loss_ppo, token_weights,
                      total_loss, value_loss)
 from .model import CheckpointError, load_checkpoint, read_info, save_checkpoint, select_device
@@ -340,8 +340,13 @@ class Evaluator:
                    acc_comfort=accuracy(policy, self.tok, self.comfort, level, 0, t, g) if self.comfort else float("nan"))
         crit = critical_probabilities(policy, self.tok, self.tracked, level, cfg.temperature) if self.tracked else pd.DataFrame()
         if len(crit):
-            row["p_critical_mean"] = float(crit.p_correct.mean())
-            row["p_critical_min"] = float(crit.p_correct.min())
+            paper = crit[crit.name != APPENDIX_B_NAME]  # the paper's commas and digits (its Fig. 7)
+            if len(paper):
+                row["p_critical_mean"] = float(paper.p_correct.mean())
+                row["p_critical_min"] = float(paper.p_correct.min())
+            copy = crit[crit.name == APPENDIX_B_NAME]  # Appendix B: copying the last digit in place of the N-th
+            if len(copy):
+                row["p_n_copy_mean"] = float(copy.p_correct.mean())
             crit = crit.assign(round=round_, episodes=row["episodes"], **self.labels)
         return row, crit
 
