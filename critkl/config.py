@@ -463,7 +463,7 @@ RL_PRESETS: dict[str, dict] = {
     # into "push everything down"); REINFORCE on successes (binary reward, no baseline, lambda 1) learns.
     # beta 0.2: any tested beta (0.05..5) stops that learning (k2 is unbounded on explored tokens).
     "cpu-reinforce": dict(lr=3e-5, episodes_per_collect=32, rounds=10, minibatch_tokens=0, minibatch_episodes=4,
-                eval_plus=64, eval_comfort=16, temperature=1.0, alpha=1000.0, ref_temperature=1.0,
+                eval_plus=256, eval_comfort=64, temperature=1.0, alpha=1000.0, ref_temperature=1.0,
                 reward="binary", baseline="none", gae_lambda=1.0, beta=0.2),
     "tiny": dict(lr=1e-3, episodes_per_collect=4, rounds=2, minibatch_tokens=0, eval_plus=4, eval_comfort=2,
                  track_critical=2, alpha=10.0, ref_temperature=1.0),

@@ -45,7 +45,7 @@ from .analysis import mean_ci
 from .losses import CERTAINTY_KINDS, kl_weight
 from .losses import certainty as certainty_of
 from .sampling import completion_logits, forward, generate, left_pad
-from .tokenizer import encode
+from .tokenizer import decode, encode
 
 SITES = ("paper", "appendix_b")
 APPENDIX_B_NAME = "n_copy"
@@ -371,3 +371,29 @@ def failure_site_counts(df: pd.DataFrame) -> pd.DataFrame:
     n_fail = int((~df["correct"].astype(bool)).sum())
     c["share"] = np.where(c.site == "correct", np.nan, c.n / max(n_fail, 1))
     return c
+
+
+# -------------------------------------------------------------------------------------------------
+# Figs. 1 and 5: one real output, each character coloured by the model's certainty
+@torch.no_grad()
+def sampled_example(model, tok, a: int, b: int, level: int, temperature: float = 1.0, ref_temperature: float = 1.0,
+                    certainty: str = "max_prob", seed: int = 0) -> dict:
+    """Sample the model's completion of ``a+b`` and return ``text`` (prompt + completion), ``values`` (per
+    character of ``text``: the model's certainty J at the state that produced it, None on the prompt),
+    ``critical`` (indices of the true scratchpad's critical characters that the sample reached while still
+    matching the truth) and ``correct``. ``critkl.plots.render_html(**...)`` draws it."""
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)
+    gen = generate(model, tok, [task.prompt(a, b)], task.episode_limit(level, max(1, len(str(max(a, b))) - level)),
+                   temperature, g)
+    logits, _, _ = completion_logits(model, gen)
+    n = int(gen.completion_mask[0].sum())
+    cert = certainty_of(logits[0, :n], ref_temperature, certainty).tolist()
+    prompt = task.prompt(a, b)
+    P = len(prompt)
+    truth = encode(tok, task.scratchpad(a, b))
+    reached = _critical_states(gen.completion_ids[0], gen.completion_mask[0], truth,
+                               [c.index - P for c in locate(a, b, level)])
+    completion = decode(tok, gen.completion_ids[0, :n])
+    return dict(text=prompt + completion, values=[None] * P + cert[:len(completion)],
+                critical=[P + t for t in reached], correct=task.is_correct(completion, a, b))

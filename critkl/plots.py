@@ -95,3 +95,13 @@ def plot_table1(per_generation: pd.DataFrame, ax=None):
     ax = sns.stripplot(data=d, x="tokens", y="delta_J", hue=hue, dodge=hue is not None, alpha=0.5, ax=ax)
     ax.axhline(0, color="k", lw=0.8)
     return ax
+
+
+def plot_pretraining_curve(evals: pd.DataFrame, ax=None):
+    """Greedy exact match vs pre-training step, one line per operand length (``eval.csv`` of a checkpoint)."""
+    import seaborn as sns
+    style()
+    d = evals.assign(length=evals["digits"].astype(int).astype(str) + " digits")
+    ax = sns.lineplot(data=d, x="step", y="accuracy", hue="length", marker="o", ax=ax)
+    ax.set(ylim=(-0.02, 1.02), xlabel="pre-training step", ylabel="greedy exact match")
+    return ax

@@ -1,0 +1,31 @@
+"""The paper's reported numbers, as data, so that the book prints them beside ours without typing them.
+
+Vassoyan, Beau, Plaud (2025), "Ignore the KL Penalty! Boosting Exploration on Critical Tokens to Enhance RL
+Fine-Tuning", arXiv 2502.06533 (values as restated in the project's paper notes, section 4).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+# Table 4 (appendix D.1): accuracy of the pre-trained models, both operands of the same length;
+# mean and spread over evaluations, in percent. Level = the N the model was pre-trained up to.
+TABLE4 = pd.DataFrame([
+    (7, "N", 98.9, 0.7), (7, "N+1", 48.8, 3.0), (7, "N+2", 0.0, 0.0), (7, "N+3", 0.0, 0.0),
+    (9, "N", 96.4, 0.6), (9, "N+1", 78.9, 2.4), (9, "N+2", 0.5, 0.5), (9, "N+3", 0.0, 0.0),
+    (11, "N", 91.2, 1.3), (11, "N+1", 75.1, 2.7), (11, "N+2", 30.7, 2.4), (11, "N+3", 0.2, 0.3),
+    (13, "N", 93.0, 1.6), (13, "N+1", 88.9, 2.1), (13, "N+2", 67.7, 3.1), (13, "N+3", 20.4, 2.4),
+], columns=["level", "digits", "accuracy_pct", "spread_pct"])
+
+# Table 1: Delta-J-hat at critical vs non-critical tokens, averaged over 50 generations (max-probability
+# certainty of the released code is not stated there; the text defines Eq. 2, normalized negentropy).
+TABLE1 = pd.DataFrame([
+    (3, "critical", -0.33, 0.01), (3, "non-critical (min.)", 0.0012, 0.0001),
+    (5, "critical", -0.21, 0.18), (5, "non-critical (min.)", 0.0002, 0.0001),
+    (7, "critical", -0.13, 0.04), (7, "non-critical (min.)", 0.0004, 0.0001),
+], columns=["level", "tokens", "delta_J", "spread"])
+
+# Tables 2-3 and Section 5: the RL hyper-parameters (critkl's ``paper`` preset).
+RL_HYPERPARAMETERS = dict(lr=1e-6, gamma=1.0, gae_lambda=0.95, vf_coef=0.1, ent_coef=0.001, alpha=150.0,
+                          ref_temperature=4.0, temperature=2.0, episodes_per_collect=50, rounds_kl=8,
+                          rounds_levels=3, beta_kl=5.0, beta_levels=10.0, eval_plus=100, eval_comfort=20,
+                          model_parameters=85_000_000)
