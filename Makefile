@@ -6,8 +6,13 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.critkl-installed
+PYTEST := $(BIN)/python -m pytest -q -p no:randomly
 
-.PHONY: test book install clean-book
+# One model cache for both commands: `make test` reuses what `make book` trained, and the other way round.
+CRITKL_HOME ?= $(CURDIR)/.critkl-home
+export CRITKL_HOME
+
+.PHONY: test book install clean-book test-unit test-nbval test-browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +23,33 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Unit tests, every chapter under nbval, the book, then every page of the book in Chromium, in that
+# order. Any pytest exit status other than 0 fails (5, "no tests collected", included).
 test: $(STAMP)
-	CRITKL_HOME=$${CRITKL_HOME:-$(CURDIR)/.critkl-test-home} $(BIN)/python -m pytest -q tests book --nbval-lax --nbval-current-env -p no:randomly
+	$(MAKE) test-unit
+	$(MAKE) test-nbval
+	$(MAKE) book
+	$(MAKE) test-browser
 
+test-unit: $(STAMP)
+	$(PYTEST) tests --ignore=tests/browser
+
+test-nbval: $(STAMP)
+	$(PYTEST) book --nbval-lax --nbval-current-env
+
+# Chapters are executed (cached by jupyter-cache in _build/.jupyter_cache) at the default CPU scale.
+# A chapter that fails leaves its execution report in _build/html/reports: print them, then fail.
 book: $(STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	rm -rf _build/html/reports
+	$(BIN)/jupyter-book build . -W -n --keep-going || { status=$$?; \
+	  for f in $$(find _build/html/reports -type f 2>/dev/null | sort); do \
+	    echo "=================== execution report: $$f"; cat "$$f"; done; \
+	  exit $$status; }
+
+# Needs the built book (`make book`) and Chromium (Debian: apt-get install chromium); screenshots of
+# every page go to _build/screenshots.
+test-browser: $(STAMP)
+	$(PYTEST) tests/browser
 
 clean-book:
 	rm -rf _build

@@ -1,7 +1,7 @@
 """RL throughput: the critkl engine vs a per-token baseline written the way the official code works.
 
 (a) critkl: one batched, KV-cached generation of all episodes, one batched reference forward, one update
-    pass in minibatches of ``--minibatch-tokens`` (the ``cpu`` RL preset: all tokens of a collect).
+    pass in minibatches of ``--minibatch-tokens`` (the ``cpu-reinforce`` RL preset: minibatches of whole episodes).
 (b) baseline: two environments stepped together; every generated token re-runs the policy on the whole
     sequence (no cache); the update walks the transitions in minibatches of 2, each re-running the policy
     (with grad) and the reference (no grad) on the states of its transitions, as the paper's set-up does.
@@ -33,7 +33,7 @@ from critkl.tokenizer import build_tokenizer, decode, encode
 
 def load(model_dir):
     if model_dir is None:
-        cand = checkpoint_dir(pretrain_config("cpu", level=3))
+        cand = checkpoint_dir(pretrain_config("cpu-modsum", level=3))
         if (cand / "critkl.json").is_file():
             model_dir = cand
     if model_dir is not None:
@@ -42,8 +42,8 @@ def load(model_dir):
         return policy, ref, tok, int(info["config"]["level"]), str(model_dir)
     tok = build_tokenizer()
     torch.manual_seed(0)
-    policy = build_model(pretrain_config("cpu").model_config(), tok)
-    ref = build_model(pretrain_config("cpu").model_config(), tok)
+    policy = build_model(pretrain_config("cpu-modsum").model_config(), tok)
+    ref = build_model(pretrain_config("cpu-modsum").model_config(), tok)
     ref.load_state_dict(policy.state_dict())
     return policy, ref, tok, 3, "untrained cpu-preset model (episodes run to the length limit)"
 
@@ -119,7 +119,8 @@ def main():
     torch.manual_seed(0)
     policy, ref, tok, level, what = load(args.model)
     ref.requires_grad_(False)
-    cfg = rl_config("cpu", model_dir="-", episodes_per_collect=args.episodes, minibatch_tokens=args.minibatch_tokens)
+    cfg = rl_config("cpu-reinforce", model_dir="-", episodes_per_collect=args.episodes,
+                    minibatch_tokens=args.minibatch_tokens, extra_digits=args.k)
     args.episodes = cfg.episodes_per_collect
     print(f"model: {what}; level N={level}; plus{args.k}; threads={torch.get_num_threads()}")
     problems = task.Split("plus", level, args.k).sample(max(args.episodes, args.baseline_episodes),
@@ -131,15 +132,13 @@ def main():
     vh = ValueHead(policy.config.hidden_size, cfg.value_hidden)
     vh_state = {k: v.clone() for k, v in vh.state_dict().items()}
     opt = torch.optim.Adam(list(policy.parameters()) + list(vh.parameters()), lr=cfg.lr)
-    warm = collect(policy, vh, ref, tok, problems[:args.episodes], level, args.k, cfg.temperature,
-                   cfg.ref_temperature, cfg.gamma, cfg.gae_lambda, torch.Generator().manual_seed(1))
+    warm = collect(policy, vh, ref, tok, problems[:args.episodes], level, cfg, torch.Generator().manual_seed(1))
     update(policy, vh, opt, warm, cfg, torch.Generator().manual_seed(1))
     policy.load_state_dict(state)
     vh.load_state_dict(vh_state)
     opt = torch.optim.Adam(list(policy.parameters()) + list(vh.parameters()), lr=cfg.lr)
     t0 = time.perf_counter()
-    batch = collect(policy, vh, ref, tok, problems[:args.episodes], level, args.k, cfg.temperature,
-                    cfg.ref_temperature, cfg.gamma, cfg.gae_lambda, torch.Generator().manual_seed(0))
+    batch = collect(policy, vh, ref, tok, problems[:args.episodes], level, cfg, torch.Generator().manual_seed(0))
     t1 = time.perf_counter()
     update(policy, vh, opt, batch, cfg, torch.Generator().manual_seed(0))
     t2 = time.perf_counter()

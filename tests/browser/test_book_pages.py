@@ -120,6 +120,13 @@ def _ids(path: Path) -> frozenset[str]:
     return frozenset(parser.ids)
 
 
+def _redirect(path: Path) -> str | None:
+    """The target of a `<meta http-equiv="Refresh" content="0; url=...">` page (the book's index.html)."""
+    m = re.search(r"""<meta[^>]*http-equiv=["']?refresh["']?[^>]*content=["'][^"']*url=([^"'>]+)""",
+                  path.read_text(encoding="utf-8", errors="replace"), re.IGNORECASE)
+    return m.group(1).strip() if m else None
+
+
 def _target_file(url_path: str) -> Path:
     rel = unquote(url_path).lstrip("/")
     target = HTML / rel
@@ -131,6 +138,15 @@ def _target_file(url_path: str) -> Path:
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass
+
+    def do_GET(self):
+        # Chromium asks for /favicon.ico on its own, at a time of its choosing; the book has none (nor
+        # needs one), so answer "no content" rather than a 404 that would fail a page at random.
+        if urlsplit(self.path).path == "/favicon.ico" and not (HTML / "favicon.ico").is_file():
+            self.send_response(204)
+            self.end_headers()
+            return
+        super().do_GET()
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +187,7 @@ def browser():
             b.close()
 
 
-def _check_links(page_rel: str, links: list[list[str]], origin: str) -> list[str]:
+def _check_links(links: list[list[str]], origin: str) -> list[str]:
     problems = []
     for raw, absolute in links:
         parts = urlsplit(absolute)
@@ -222,14 +238,19 @@ def test_page(page_rel, request):
 
     try:
         url = urljoin(origin + "/", page_rel)
+        redirect = _redirect(HTML / page_rel)
+        if redirect is not None:
+            problems += _check_links([[redirect, urljoin(url, redirect)]], origin)
         page.goto(url, wait_until="load", timeout=30_000)
+        if redirect is not None:  # check the page it leads to, once the browser is there
+            page.wait_for_url(urljoin(url, redirect), wait_until="load", timeout=30_000)
         try:
             page.wait_for_load_state("networkidle", timeout=10_000)
         except Exception as e:  # noqa: BLE001 - reported, not raised
             problems.append(f"the page did not settle (network still busy after 10 s): {e}")
         problems += [f"MathJax error: {m}" for m in page.evaluate(MATHJAX_ERRORS_JS)]
         problems += [f"image did not load: {src}" for src in page.evaluate(BROKEN_IMAGES_JS)]
-        problems += _check_links(page_rel, page.evaluate(LINKS_JS), origin)
+        problems += _check_links(page.evaluate(LINKS_JS), origin)
         problems += [f"cell output shows an error ({m})" for m in page.evaluate(ERROR_OUTPUT_JS)]
         shot = SCREENSHOTS / re.sub(r"\.html$", ".png", page_rel)
         shot.parent.mkdir(parents=True, exist_ok=True)
