@@ -3,7 +3,8 @@ import os
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# CRITKL_TORCH_THREADS (as `critkl sweep` sets it) lets the suite run beside other work without oversubscribing
+torch.set_num_threads(int(os.environ.get("CRITKL_TORCH_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 
 
 @pytest.fixture(autouse=True)

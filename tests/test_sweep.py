@@ -322,6 +322,8 @@ def test_slurm_sweep_with_fake_sbatch(tmp_path, capsys, monkeypatch):
                     sacct="#!/bin/sh\necho 'JobID|State|NodeList'\n", scancel="#!/bin/sh\n")
     monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_SLURM_DIR", str(tmp_path))
+    for var in sweep.THREAD_VARS:  # as on a cluster node: SLURM, not the submitting shell, sets them
+        monkeypatch.delenv(var, raising=False)
     nb = tiny_notebook(tmp_path / "tiny.ipynb", METRICS_CELL)
     out = tmp_path / "sweep"
     status, io = run_cli(capsys, nb, "--grid", "seed=0,1", "--out", out, "--executor", "slurm",
