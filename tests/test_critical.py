@@ -306,3 +306,21 @@ def test_critical_probabilities_rows(tiny):
     paper = critical_probabilities(model, tok, [(123, 4)], level=2, sites=("paper",))
     assert "n_copy" not in set(paper.name) and len(paper) == 5
     pd.testing.assert_frame_equal(paper, cp[cp.name != "n_copy"].reset_index(drop=True))
+
+
+def test_sampled_example_aligns_values_with_the_text(tiny_checkpoint):
+    """Figs. 1/5: one value per character (None on the prompt, a certainty in [0, 1] on the completion),
+    critical indices inside the completion, and the same sample for the same seed."""
+    from critkl import task
+    from critkl.critical import sampled_example
+    from critkl.model import load_checkpoint
+    from critkl.plots import render_html
+    model, tok, _ = load_checkpoint(tiny_checkpoint)
+    ex = sampled_example(model, tok, 123, 45, level=2, seed=3)
+    P = len(task.prompt(123, 45))
+    assert ex["text"].startswith(task.prompt(123, 45)) and len(ex["values"]) == len(ex["text"])
+    assert ex["values"][:P] == [None] * P
+    assert all(0.0 <= v <= 1.0 for v in ex["values"][P:])
+    assert all(P <= i < len(ex["text"]) for i in ex["critical"])
+    assert ex == sampled_example(model, tok, 123, 45, level=2, seed=3)
+    assert "<span" in render_html(**{k: ex[k] for k in ("text", "values", "critical")})
