@@ -107,7 +107,9 @@ def test_paper_style_minibatches_and_ppo(tiny_checkpoint, tmp_path):
     """The paper's small token minibatches (many optimizer steps per collect) and the PPO option run."""
     df = finetune(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, minibatch_tokens=256, algo="ppo",
                   estimator="k3", home=tmp_path, progress=False)
-    assert df["pg_loss"].notna().iloc[1] and df["mean_kl"].iloc[1] >= 0
+    # mean_kl is measured on the first collect, before any update: the policy is still the reference, so
+    # the KV-cached sampler's log-probs and the reference's full forward must agree (k3 = 0 up to rounding)
+    assert df["pg_loss"].notna().iloc[1] and df["mean_kl"].iloc[1] == pytest.approx(0.0, abs=1e-5)
 
 
 def test_cuda_request_without_cuda_fails_early(tiny_checkpoint, _home):
@@ -206,3 +208,45 @@ def test_reinforce_on_successes_and_critic_warmup(tiny_checkpoint, tmp_path):
     # the warm-up fits V(s) -> terminal reward in {0, 1}: its squared error is at most 1/2 * 1 per token
     # once fitted at all (0.5 * (V - R)^2 with V and R in [0, 1]) and a number, not NaN
     assert 0 <= df["critic_warmup_v_loss"].iloc[0] < 0.5 and df["loss"].notna().iloc[1]
+
+
+def test_collect_stats_hand_computed():
+    """Weights and certainties at critical vs other states, and the KL, on a hand-made collect."""
+    from types import SimpleNamespace
+
+    from critkl.rl import collect_stats
+    t = lambda rows: torch.tensor(rows, dtype=torch.float32)  # noqa: E731
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    gen = SimpleNamespace(logprobs=t([[-1, -2, -0.5, 0], [-1, -1, 0, 0]]))
+    batch = SimpleNamespace(mask=mask, gen=gen, correct=torch.tensor([True, False]),
+                            critical_mask=torch.tensor([[0, 1, 0, 0], [1, 0, 0, 0]]),
+                            ref_logprobs=t([[-1.5, -1, -0.5, 0], [-2, -1, 0, 0]]),
+                            ref_certainty=t([[1.0, 0.5, 0.9, 0.3], [0.2, 1.0, 0.7, 0.1]]))
+    cfg = rl_config("tiny", model_dir="x", kl="prioritized", alpha=2.0, estimator="k1")
+    out = collect_stats(batch, cfg)
+    # w = J^2: critical states (0,1) and (1,0): 0.25, 0.04; other valid states (0,0), (0,2), (1,1): 1, 0.81, 1
+    assert out["weight_critical"] == pytest.approx((0.25 + 0.04) / 2)
+    assert out["weight_other"] == pytest.approx((1 + 0.81 + 1) / 3)
+    assert out["certainty_critical"] == pytest.approx((0.5 + 0.2) / 2)
+    assert out["certainty_other"] == pytest.approx((1 + 0.9 + 1) / 3)
+    # k1 = logp - ref_logp on the 5 valid tokens: 0.5, -1, 0, 1, 0
+    assert out["mean_kl"] == pytest.approx(0.1)
+    assert out["train_accuracy"] == 0.5 and out["episode_length"] == 2.5 and out["n_critical_states"] == 2
+
+
+def test_center_critic_values_and_advantages():
+    """The critic outputs the first collect's mean episode reward everywhere, and the advantages are
+    recomputed with it (lambda = 1, gamma = 1: A_t = R - mean R on every token of the episode)."""
+    from types import SimpleNamespace
+
+    from critkl.rl import ValueHead, center_critic
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    rewards = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])  # binary: episode 0 right, episode 1 wrong
+    batch = SimpleNamespace(mask=mask, rewards=rewards, gen=SimpleNamespace(values=None), advantages=None,
+                            returns=None)
+    vh = ValueHead(8, 4)
+    center_critic(vh, batch, rl_config("tiny", model_dir="x", gamma=1.0, gae_lambda=1.0))
+    assert torch.allclose(vh(torch.randn(5, 8)), torch.full((5, 1), 0.5))
+    assert torch.allclose(batch.gen.values, torch.tensor([[0.5, 0.5, 0.5], [0.5, 0.5, 0.0]]))
+    assert torch.allclose(batch.advantages, torch.tensor([[0.5, 0.5, 0.5], [-0.5, -0.5, 0.0]]))
+    assert torch.allclose(batch.returns, torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))
