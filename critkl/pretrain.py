@@ -111,12 +111,12 @@ def batch_pool(cfg: PretrainConfig, pool: int) -> list[tuple[list, list | None]]
     drawn = [sample_batch(cfg, rng) for _ in range(cfg.bucket_pool)]
     if cfg.batching == "padded":
         return drawn
-    examples = [(p, bool(f[i]) if f is not None else False) for ps, f in drawn for i, p in enumerate(ps)]
+    examples = [(p, f) for ps, fs in drawn for p, f in zip(ps, fs or [None] * len(ps))]
     examples.sort(key=lambda e: len(task.full_text(*e[0])))  # modsum texts are as long as additions' (+-1)
     batches = [examples[i:i + cfg.batch_size] for i in range(0, len(examples), cfg.batch_size)]
-    order = rng.permutation(len(batches))
     aux = cfg.aux_task != "none"
-    return [([p for p, _ in batches[j]], [f for _, f in batches[j]] if aux else None) for j in order]
+    return [([p for p, _ in batches[j]], [f for _, f in batches[j]] if aux else None)
+            for j in rng.permutation(len(batches))]
 
 
 def checkpoint_dir(cfg: PretrainConfig, home: Path | None = None) -> Path:

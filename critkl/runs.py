@@ -120,15 +120,14 @@ class RunFolder:
         the partial state. Returns the finished folder."""
         shutil.rmtree(self.staging, ignore_errors=True)
         try:
-            self.staging.mkdir(parents=True)
-            write(self.staging)
-            self.staging.replace(self.final)
+            try:
+                self.staging.mkdir(parents=True)
+                write(self.staging)
+                self.staging.replace(self.final)
+            finally:  # after a successful rename there is nothing left to remove
+                shutil.rmtree(self.staging, ignore_errors=True)
         except OSError as e:
-            shutil.rmtree(self.staging, ignore_errors=True)
             raise _io_error("write the finished run", self.final, e) from e
-        except BaseException:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            raise
         shutil.rmtree(self.partial, ignore_errors=True)
         return self.final
 
