@@ -64,6 +64,8 @@ def main():
     p.add_argument("--tokens", type=int, default=6400, help="rows of each matmul (batch x sequence)")
     p.add_argument("--repeats", type=int, default=20)
     args = p.parse_args()
+    from critkl.model import machine_line
+    print(machine_line())
     cfg = pretrain_config(args.preset)
     vocab = len(build_tokenizer())
     print(f"model: {cfg.n_layer} layers x {cfg.n_embd}, vocabulary {vocab}; matmuls of {args.tokens} rows")

@@ -23,7 +23,8 @@ import torch
 
 from critkl import pretrain_config
 from critkl.model import build_model
-from critkl.pretrain import batch_pool, lm_loss, make_batch
+from critkl.model import machine_line
+from critkl.pretrain import batch_pool, lm_loss, make_batch, resolve
 from critkl.tokenizer import build_tokenizer
 
 
@@ -63,7 +64,10 @@ class TrainingPath:
 def compare(args) -> None:
     from cpu_limit import limit
     torch.set_num_threads(args.threads)
-    new_cfg = pretrain_config(args.preset, level=args.level, seed=args.seed)
+    print(machine_line())
+    new_cfg, why = resolve(pretrain_config(args.preset, level=args.level, seed=args.seed,
+                                           precision=args.precision))
+    print(f"default path: {new_cfg.batching} batches, {new_cfg.precision} ({why})")
     old_cfg = dataclasses.replace(new_cfg, batching="padded", precision="fp32")
     tok = build_tokenizer()
     vocab = len(tok)
@@ -95,7 +99,8 @@ def report(path: Path) -> None:
     info = json.loads((path / "critkl.json").read_text())
     ev = pd.read_csv(path / "eval.csv")
     level = info["config"]["level"]
-    print(f"{path.name}: {info['steps']} steps, {info['seconds'] / 60:.1f} min, {info['tokens_per_second']:,} useful "
+    print(f"{path.name}: trained on {info.get('cpu_capability', '?')} in {info['config'].get('precision', '?')}; "
+          f"{info['steps']} steps, {info['seconds'] / 60:.1f} min, {info['tokens_per_second']:,} useful "
           f"tokens/s, {info.get('torch_threads', '?')} thread(s)")
     ind = ev[ev.digits <= level].groupby("step").accuracy.min()
     hit = ind[ind >= 0.99]
@@ -118,6 +123,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=32, help="a multiple of bucket_pool (16): same examples")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="the new path's precision (auto: what this CPU runs natively)")
     args = p.parse_args()
     if args.report:
         report(args.report)

@@ -62,6 +62,9 @@ def main(argv=None) -> int:
     pc.add_argument("--model", dest="model_dir", required=True, help="critkl checkpoint folder (pre-trained or RL)")
     add_dataclass_args(pc, CriticalConfig, skip=("model_dir",))
 
+    ps = sub.add_parser("ship", help="copy finished pre-training checkpoints into the model store (models/)")
+    ps.add_argument("runs", nargs="+", help="finished checkpoint folders (e.g. $CRITKL_HOME/pretrain/N3-...)")
+
     from . import sweep
     sweep.add_arguments(sub.add_parser("sweep", help="execute a chapter notebook over a grid of parameters",
                                        description=sweep.__doc__,
@@ -86,6 +89,12 @@ def main(argv=None) -> int:
             cols = [c for c in ("round", "episodes", "acc_plus", "acc_comfort", "mean_kl", "weight_critical",
                                 "weight_other", "p_critical_mean") if c in df]
             print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        elif args.command == "ship":
+            from .model import read_info
+            from .store import ship
+            for run in args.runs:
+                read_info(run)  # a critkl checkpoint, with its weights
+                print(ship(run))
         elif args.command == "critical":
             critical(CriticalConfig(**_overrides(args, CriticalConfig)))
     except (ValueError, TypeError, FloatingPointError, RunFolderError) as e:  # CheckpointError is a ValueError

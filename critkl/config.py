@@ -21,7 +21,7 @@ AUX_TASKS = ("none", "modsum")
 VALUE_INITS = ("random", "mean_return")
 DEVICES = ("auto", "cpu", "cuda")
 BATCHINGS = ("bucketed", "padded")
-PRECISIONS = ("bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def _f(default, help: str, **kw):
@@ -211,8 +211,11 @@ class PretrainConfig:
                        "holds texts of similar length: ~2x fewer padding tokens) or padded (batches in draw "
                        "order, padded to their longest text: the path before issue 13)", choices=BATCHINGS)
     bucket_pool: int = _f(16, "batches drawn together and sorted by length when batching=bucketed")
-    precision: str = _f("bf16", "bf16 (autocast matmuls to bfloat16, fp32 master weights and optimizer; "
-                        "~1.5x faster on CPUs with AVX-512 BF16) or fp32", choices=PRECISIONS)
+    precision: str = _f("auto", "auto (bf16 autocast where the device has native bf16 matmuls: CUDA, or a CPU "
+                        "with AVX512_BF16 or AMX; fp32 elsewhere, where bf16 is emulated and ~4x slower), bf16 "
+                        "or fp32. The trained model records the resolved value, and the cache key holds it; a "
+                        "config left at auto accepts a cached or shipped model of either precision",
+                        choices=PRECISIONS)
     device: str = _f("auto", "auto (CUDA when present, else CPU), cpu or cuda", choices=DEVICES, cache_key=False)
 
     def __post_init__(self):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from tqdm.auto import tqdm
 
 from . import task
 from .config import PretrainConfig, cache_dict, cache_key, critkl_home, pretrain_config
-from .model import CRITKL_FILE, autocast, build_model, load_checkpoint, n_params, save_checkpoint, select_device
+from . import store
+from .model import (CRITKL_FILE, autocast, build_model, load_checkpoint, n_params, resolve_precision,
+                    save_checkpoint, select_device)
 from .runs import RunFolder, rng_state, set_rng_state
 from .sampling import generate
 from .tokenizer import build_tokenizer, encode
@@ -120,26 +123,58 @@ def batch_pool(cfg: PretrainConfig, pool: int) -> list[tuple[list, list | None]]
 
 
 def checkpoint_dir(cfg: PretrainConfig, home: Path | None = None) -> Path:
-    """Where the finished checkpoint of ``cfg`` lives (whether or not it exists yet)."""
+    """Where the finished checkpoint of ``cfg`` lives in the cache (whether or not it exists yet);
+    ``cfg.precision`` must be resolved (bf16 or fp32: see ``resolve``)."""
+    if cfg.precision == "auto":
+        raise ValueError("precision='auto' names no single model: resolve it first (critkl.pretrain.resolve)")
     return Path(home or critkl_home()) / "pretrain" / f"{cfg.name}-{cache_key(cfg)}"
+
+
+def resolve(cfg: PretrainConfig, device: torch.device | None = None) -> tuple[PretrainConfig, str]:
+    """``(cfg with precision bf16 or fp32, why)``: ``auto`` becomes what ``device`` runs natively."""
+    precision, why = resolve_precision(cfg.precision, device or select_device(cfg.device))
+    return dataclasses.replace(cfg, precision=precision), why
+
+
+def find_finished(cfg: PretrainConfig, home: Path | None = None) -> Path | None:
+    """A finished checkpoint of ``cfg``: in the cache, else in the shipped store (``critkl.store``). With
+    ``precision="auto"`` a model of either precision will do, this machine's native one first, so a
+    shipped model serves every CPU."""
+    resolved, _ = resolve(cfg)
+    precisions = [resolved.precision] + ([p for p in ("bf16", "fp32") if p != resolved.precision]
+                                         if cfg.precision == "auto" else [])
+    for p in precisions:
+        c = dataclasses.replace(cfg, precision=p)
+        if RunFolder(checkpoint_dir(c, home), marker=CRITKL_FILE).done():
+            return checkpoint_dir(c, home)
+        shipped = store.find(cache_key(c))
+        if shipped is not None:
+            return shipped
+    return None
 
 
 def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, progress: bool = True,
              on_step=None, **overrides) -> Path:
-    """Pre-train (or load from the cache) the model of ``cfg`` and return its checkpoint folder.
+    """Pre-train (or load) the model of ``cfg`` and return its checkpoint folder.
 
-    ``cfg`` defaults to ``pretrain_config(preset, **overrides)``. The run folder (``critkl.runs``) makes it
-    cached, resumable after a kill, and safe when two identical runs start together. ``on_step(step)`` is
-    called after each optimizer step (tests use it to simulate an interrupt).
+    ``cfg`` defaults to ``pretrain_config(preset, **overrides)``. A finished model is taken from the cache
+    or the shipped store (``find_finished``); otherwise it is trained in the resolved precision. The run
+    folder (``critkl.runs``) makes training cached, resumable after a kill, and safe when two identical
+    runs start together. ``on_step(step)`` is called after each optimizer step (tests use it to simulate
+    an interrupt).
     """
     if cfg is None:
         cfg = pretrain_config(overrides.pop("preset", "cpu-modsum"), **overrides)
     elif overrides:
         cfg = dataclasses.replace(cfg, **overrides)
-    run = RunFolder(checkpoint_dir(cfg, home), marker=CRITKL_FILE)
-    if run.done():
-        return run.final
+    found = find_finished(cfg, home)
+    if found is not None:
+        return found
     device = select_device(cfg.device)
+    cfg, why = resolve(cfg, device)
+    if progress:
+        print(f"critkl: pre-training {cfg.name} in {cfg.precision} ({why})", file=sys.stderr)
+    run = RunFolder(checkpoint_dir(cfg, home), marker=CRITKL_FILE)
     with run.claim(quiet=not progress):
         if run.done():  # finished by another process while this one waited
             return run.final
@@ -165,7 +200,6 @@ def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: b
         step, elapsed, tokens, padded, evals, log = (st["step"], st["elapsed"], st["tokens"], st.get("padded", 0),
                                                      st["evals"], st["log"])
     lengths = range(1, cfg.level + cfg.eval_extra_digits + 1)
-    precision = cfg.precision if device.type == "cpu" else "auto"
 
     model.train()
     bar = tqdm(total=cfg.max_steps, initial=step, desc=f"pretrain {cfg.name}", disable=not progress)
@@ -181,7 +215,7 @@ def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: b
         # ---- loss, backward, clip, step
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        loss = lm_loss(model, ids, mask, labels, precision)
+        loss = lm_loss(model, ids, mask, labels, cfg.precision)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pre-training loss became {loss.item()} at step {step}; "
                                      f"lower lr (now {cfg.lr}) or raise warmup_steps")
@@ -214,7 +248,8 @@ def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: b
     info = dict(kind="pretrain", config=cache_dict(cfg), cache_key=cache_key(cfg), format=task.FORMAT_VERSION,
                 steps=step, seconds=round(elapsed, 1), tokens=tokens, padded_tokens=padded,
                 tokens_per_second=round(tokens / max(elapsed, 1e-9)), n_params=n_params(model),
-                device=str(device), torch_threads=torch.get_num_threads(),
+                precision=cfg.precision, device=str(device), torch_threads=torch.get_num_threads(),
+                cpu_capability=torch.backends.cpu.get_cpu_capability(),
                 final_accuracy={int(r.digits): r.accuracy for r in last.itertuples()})
 
     def write(folder: Path) -> None:
@@ -226,6 +261,6 @@ def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: b
 
 
 def load_pretrained(cfg_or_dir, device="cpu"):
-    """``(model, tok, info)`` for a checkpoint folder or a ``PretrainConfig`` (trained if not cached)."""
+    """``(model, tok, info)`` for a checkpoint folder or a ``PretrainConfig`` (cached, shipped or trained)."""
     path = pretrain(cfg_or_dir, progress=True) if isinstance(cfg_or_dir, PretrainConfig) else cfg_or_dir
     return load_checkpoint(path, device)

@@ -9,8 +9,10 @@ torch.set_num_threads(int(os.environ.get("CRITKL_TORCH_THREADS") or max(1, min(2
 
 @pytest.fixture(autouse=True)
 def _home(tmp_path, monkeypatch):
-    """Every test gets its own empty critkl cache."""
+    """Every test gets its own empty critkl cache and an empty model store (tests of the shipped store
+    point CRITKL_MODELS back at it)."""
     monkeypatch.setenv("CRITKL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CRITKL_MODELS", str(tmp_path / "no-models"))
     return tmp_path / "home"
 
 

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from critkl import pretrain_config
 from critkl.cli import main as cli_main
 from critkl.model import CheckpointError, build_model, load_checkpoint
-from critkl.pretrain import checkpoint_dir, lr_at, make_batch, pretrain
+from critkl.pretrain import checkpoint_dir, lr_at, make_batch, pretrain, resolve
 from critkl.tokenizer import build_tokenizer, decode
 
 
@@ -59,7 +59,7 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         pretrain(preset="tiny", level=2, progress=False, home=tmp_path / "b", on_step=interrupt)
-    cfg = pretrain_config("tiny", level=2)
+    cfg, _ = resolve(pretrain_config("tiny", level=2))
     partial = checkpoint_dir(cfg, tmp_path / "b")
     assert not partial.exists() and partial.with_name(partial.name + ".partial").is_dir()
     steps = []
@@ -70,7 +70,7 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
 
 
 def test_corrupt_resume_state_is_reported(tmp_path):
-    cfg = pretrain_config("tiny", level=2)
+    cfg, _ = resolve(pretrain_config("tiny", level=2))
     partial = checkpoint_dir(cfg, tmp_path)
     partial = partial.with_name(partial.name + ".partial")
     partial.mkdir(parents=True)
