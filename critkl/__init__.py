@@ -1,8 +1,8 @@
 """critkl: the prioritized KL penalty on critical tokens (Vassoyan, Beau, Plaud, 2025), reproduced small.
 
 Modules follow the pipeline: ``task`` (problems, scratchpad, parsing) -> ``tokenizer`` -> ``model`` ->
-``pretrain`` -> ``sampling``/``rollout`` -> ``losses`` -> ``rl``; ``critical`` locates and measures the
-critical tokens, ``plots`` draws them.
+``pretrain`` -> ``sampling``/``rollout`` -> ``losses`` -> ``rl``; ``critical`` locates the critical tokens,
+``measure`` measures a model at them, ``analysis`` holds the statistics over seeds, ``plots`` draws.
 """
 import os as _os
 

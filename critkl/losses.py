@@ -95,6 +95,28 @@ def pg_loss_ppo(logp, old_logp, adv, clip: float = 0.2) -> torch.Tensor:
     return torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip))
 
 
+def approx_kl(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
+    """CleanRL's ``approx_kl``: (r_t - 1) - log r_t, r_t = pi(a_t | s_t) / pi_old(a_t | s_t), the k3 estimate
+    of KL(pi_old || pi) on the sampled tokens (>= 0; 0 before the first step). A diagnostic, not a loss term."""
+    log_ratio = logp.detach() - old_logp.detach()
+    return torch.expm1(log_ratio) - log_ratio
+
+
+def clipped(logp: torch.Tensor, old_logp: torch.Tensor, clip: float = 0.2) -> torch.Tensor:
+    """Where PPO's clip is active, |r_t - 1| > clip (CleanRL's ``clipfrac`` is its mean)."""
+    return (torch.exp(logp.detach() - old_logp.detach()) - 1).abs() > clip
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """CleanRL's ``explained_variance`` over the masked tokens: 1 - Var[R - V] / Var[R] (population
+    variances); 1 for a perfect critic, 0 for a constant one, < 0 for one worse than constant; NaN when
+    the returns do not vary."""
+    m = mask.bool()
+    v, r = values.detach()[m].double(), returns.detach()[m].double()
+    var_r = r.var(unbiased=False) if len(r) else torch.tensor(0.0, dtype=torch.float64)
+    return (1 - (r - v).var(unbiased=False) / var_r) if var_r > 0 else torch.tensor(float("nan"))
+
+
 def value_loss(values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
     """Critic term: 1/2 (V(s_t) - R_t)^2."""
     return 0.5 * (values - returns.detach()) ** 2

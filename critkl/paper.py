@@ -1,7 +1,8 @@
 """The paper's reported numbers, as data, so that the book prints them beside ours without typing them.
 
 Vassoyan, Beau, Plaud (2025), "Ignore the KL Penalty! Boosting Exploration on Critical Tokens to Enhance RL
-Fine-Tuning", arXiv 2502.06533 (values as restated in the project's paper notes, section 4).
+Fine-Tuning", arXiv 2502.06533 (values copied from its Tables 1 and 4). The hyper-parameters of its KL
+experiment (Appendix D, Table 3) are the ``paper`` RL preset of ``critkl.config``.
 """
 from __future__ import annotations
 
@@ -23,9 +24,3 @@ TABLE1 = pd.DataFrame([
     (5, "critical", -0.21, 0.18), (5, "non-critical (min.)", 0.0002, 0.0001),
     (7, "critical", -0.13, 0.04), (7, "non-critical (min.)", 0.0004, 0.0001),
 ], columns=["level", "tokens", "delta_J", "spread"])
-
-# Tables 2-3 and Section 5: the RL hyper-parameters (critkl's ``paper`` preset).
-RL_HYPERPARAMETERS = dict(lr=1e-6, gamma=1.0, gae_lambda=0.95, vf_coef=0.1, ent_coef=0.001, alpha=150.0,
-                          ref_temperature=4.0, temperature=2.0, episodes_per_collect=50, rounds_kl=8,
-                          rounds_levels=3, beta_kl=5.0, beta_levels=10.0, eval_plus=100, eval_comfort=20,
-                          model_parameters=85_000_000)

@@ -1,4 +1,5 @@
-"""Figures and HTML views for the book: seaborn plots and per-token coloured scratchpads."""
+"""Figures, HTML views and markdown tables for the book: seaborn plots, per-character coloured scratchpads
+(the paper's Figs. 1 and 5) and result tables over seeds."""
 from __future__ import annotations
 
 import html
@@ -6,6 +7,9 @@ import html
 import matplotlib
 import numpy as np
 import pandas as pd
+
+from . import task
+from .analysis import episodes_to_threshold, mean_ci, paired_differences, summarize
 
 CRITICAL_STYLE = "outline:2px solid #222;font-weight:bold;"
 
@@ -41,8 +45,7 @@ def render_html(text: str, values=None, critical=(), title: str = "") -> str:
 
 
 def render_measured(df: pd.DataFrame, problem: int, column: str = "p_correct", title: str = "") -> str:
-    """Render one problem of ``critkl.critical.measure``'s table, coloured by ``column``."""
-    from . import task
+    """Render one problem of ``critkl.measure.measure``'s table, coloured by ``column``."""
     d = df[df.problem == problem]
     a, b = int(d.a.iloc[0]), int(d.b.iloc[0])
     text = task.full_text(a, b)
@@ -85,7 +88,7 @@ def plot_critical_tracking(critical: pd.DataFrame, hue: str = "kl", ax=None):
 
 
 def plot_table1(per_generation: pd.DataFrame, ax=None):
-    """Delta-J at critical vs non-critical states, one point per generation (``critical.certainty_delta``);
+    """Delta-J at critical vs non-critical states, one point per generation (``measure.certainty_delta``);
     coloured by ``certainty_kind`` when the frame holds several certainty forms."""
     import seaborn as sns
     style()
@@ -105,3 +108,49 @@ def plot_pretraining_curve(evals: pd.DataFrame, ax=None):
     ax = sns.lineplot(data=d, x="step", y="accuracy", hue="length", marker="o", ax=ax)
     ax.set(ylim=(-0.02, 1.02), xlabel="pre-training step", ylabel="greedy exact match")
     return ax
+
+
+# -------------------------------------------------------------------------------------------------
+# Markdown tables of RL results over seeds (``critkl.analysis`` computes the numbers)
+def _pct(x, half=float("nan")) -> str:
+    return f"{100 * x:.1f} %" if not np.isfinite(half) else f"{100 * x:.1f} ± {100 * half:.1f} %"
+
+
+def _budgets(m: pd.DataFrame, columns: int) -> list:
+    eps = sorted(m.episodes.unique())
+    picked = eps[:: max(1, len(eps) // columns)]
+    return picked + ([eps[-1]] if eps[-1] not in picked else [])
+
+
+def curves_table(m: pd.DataFrame, by: str, value: str = "acc_plus", columns: int = 5) -> str:
+    """Markdown: ``value`` (mean ± 95 % t half-width over seeds) at about ``columns`` episode budgets."""
+    eps = _budgets(m, columns)
+    s = summarize(m[m.episodes.isin(eps)], [by, "episodes"], value)
+    lines = [f"| {by} | " + " | ".join(str(e) for e in eps) + " |", "|---" * (len(eps) + 1) + "|"]
+    for key, g in s.groupby(by, sort=True):
+        cell = {r.episodes: _pct(r.mean, r.half_width) for r in g.itertuples()}
+        lines.append(f"| {key} | " + " | ".join(cell.get(e, "") for e in eps) + " |")
+    return "\n".join(lines)
+
+
+def gap_line(m: pd.DataFrame, a: str = "prioritized", b: str = "standard", value: str = "acc_plus") -> str:
+    """The paired gap ``a - b`` of ``value`` over seeds at the final episode budget, in points."""
+    last = m[m.episodes == m.episodes.max()]
+    d = paired_differences(last, value, "kl", a, b)
+    if d.empty:
+        return ""
+    mean, half, n = mean_ci(d)
+    return (f"gap {a} - {b} at {int(m.episodes.max())} episodes: {100 * mean:+.1f} points (95 % CI ± "
+            f"{100 * half:.1f}, {n} seeds; per seed {', '.join(f'{100 * x:+.1f}' for x in d)})")
+
+
+def threshold_table(m: pd.DataFrame, by: str = "kl", gain: float = 0.1) -> str:
+    """Markdown: per ``by``, the seeds gaining ``gain`` over their start accuracy and the episodes each needs
+    ("-" for a censored run, one that never got there)."""
+    t = episodes_to_threshold(m, gain, group=(by, "seed"))
+    lines = [f"| {by} | seeds gaining {100 * gain:.0f} points | episodes to get there (per seed) |", "|---|---|---|"]
+    for key, g in t.groupby(by, sort=True):
+        e = g["episodes_to_threshold"]
+        lines.append(f"| {key} | {int(e.notna().sum())}/{len(e)} | "
+                     f"{', '.join('-' if np.isnan(v) else str(int(v)) for v in e)} |")
+    return "\n".join(lines)

@@ -1,12 +1,12 @@
 """Probing a pre-trained checkpoint for the paper's regime (the paper's Section 4 / Appendix D.1, Tables 4-5:
-what its pre-trained models can do before RL; paper-notes sections 4, 4b and 5).
+what its pre-trained models can do before RL).
 
 The paper's pre-trained models solve 49-89 % of N+1 problems and fail at critical tokens (Section 3); a
 from-scratch model may solve none. ``probe`` measures, for one checkpoint, what decides whether RL has
 anything to work with: in-distribution and out-of-distribution accuracy, plus-1 success at the sampling
 temperatures, and how the model treats the critical tokens. ``record`` appends the numbers (with a note and
 the command that trained the checkpoint) to a CSV of every configuration tried, ``results/regime_search.csv``
-(formerly ``benchmarks/regime_probe.py``; now ``probe_and_record``).
+(``probe_and_record`` does both).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from . import task
-from .critical import measure, tracking_problems
+from .measure import measure, tracking_problems
 from .model import load_checkpoint
 from .pretrain import accuracy_by_digits
 from .rollout import accuracy

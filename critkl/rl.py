@@ -7,7 +7,10 @@ w(s) = 1 (standard), J(s)^alpha (prioritized) or 0 (none). Runs are cached by co
 
 The paper's set-up is A2C: ternary reward, a critic, GAE lambda 0.95 (``--preset paper``). The ``cpu``
 preset reinforces successes only (binary reward, ``baseline="none"``, lambda 1): on a 1M-parameter model
-the negative advantages of failed episodes wreck the policy (results/README.md, "RL dynamics").
+the negative advantages of failed episodes wreck the policy (results/format1/README.md, "RL dynamics").
+
+Beside the loss terms each round logs CleanRL's diagnostics of the update: ``approx_kl`` (how far the
+update moved the policy from the one that sampled), ``clipfrac`` (PPO) and ``explained_variance`` (critic).
 """
 from __future__ import annotations
 
@@ -15,20 +18,22 @@ import dataclasses
 import hashlib
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import task
 from .config import RLConfig, check_episode_fit, cache_dict, cache_key, critkl_home, rl_config
-from .critical import APPENDIX_B_NAME, critical_probabilities, tracking_problems
-from .losses import (entropy, gae, kl_estimate, kl_weight, masked_mean, pg_loss_a2c, pg_loss_ppo, token_weights,
-                     total_loss, value_loss)
+from .critical import APPENDIX_B_NAME
+from .losses import (approx_kl, clipped, entropy, explained_variance, gae, kl_estimate, kl_weight, masked_mean,
+                     pg_loss_a2c, pg_loss_ppo, token_weights, total_loss, value_loss)
+from .measure import critical_probabilities, tracking_problems  # the evaluation's Fig.-7 tracking, not the update
 from .model import CheckpointError, load_checkpoint, read_info, save_checkpoint, select_device
 from .runs import RunFolder, rng_state, set_rng_state
 from .rollout import Batch, accuracy, collect
@@ -74,7 +79,8 @@ def minibatches(mask: torch.Tensor, cfg: RLConfig, generator: torch.Generator) -
 
 def minibatch_loss(policy, value_head, batch: Batch, sel: torch.Tensor, weights: torch.Tensor, cfg: RLConfig):
     """The loss on the transitions ``sel`` (CleanRL's ``ppo.py``, term by term): policy term, value term,
-    entropy bonus, and the KL term with its per-token weight (1, J(s)^alpha or 0) beside it."""
+    entropy bonus, and the KL term with its per-token weight (1, J(s)^alpha or 0) beside it. The terms
+    also hold CleanRL's ``approx_kl`` and, for PPO, ``clipfrac`` (no gradient; averaged like the terms)."""
     rows = sel[:, 0].unique()
     local = torch.searchsorted(rows, sel[:, 0].contiguous())
     sub_mask = torch.zeros((len(rows), batch.mask.shape[1]), dtype=torch.float32, device=batch.mask.device)
@@ -95,12 +101,19 @@ def minibatch_loss(policy, value_head, batch: Batch, sel: torch.Tensor, weights:
     else:
         per_token_kl = torch.zeros_like(per_token_logp)
         per_token_weight = torch.zeros_like(per_token_logp)
-    return total_loss(per_token_pg, per_token_v, per_token_entropy, per_token_kl, per_token_weight, sub_mask,
-                      cfg.vf_coef, cfg.ent_coef, cfg.beta)
+    loss, terms = total_loss(per_token_pg, per_token_v, per_token_entropy, per_token_kl, per_token_weight, sub_mask,
+                             cfg.vf_coef, cfg.ent_coef, cfg.beta)
+    with torch.no_grad():
+        terms["approx_kl"] = masked_mean(approx_kl(per_token_logp, gen.logprobs), sub_mask)
+        if cfg.algo == "ppo":
+            terms["clipfrac"] = masked_mean(clipped(per_token_logp, gen.logprobs, cfg.clip).float(), sub_mask)
+    return loss, terms
 
 
 def update(policy, value_head, opt, batch: Batch, cfg: RLConfig, generator: torch.Generator) -> dict:
-    """``update_epochs`` passes over the collected transitions; returns the mean of each loss term."""
+    """``update_epochs`` passes over the collected transitions; returns the mean over minibatches of each
+    loss term (and of ``approx_kl``, ``clipfrac``) and, with a critic, the ``explained_variance`` of the
+    returns by the values the collect recorded (CleanRL's, before the update)."""
     policy.train()
     weights = token_weights(batch.mask, cfg.loss_average)
     sums: dict[str, float] = {}
@@ -118,14 +131,17 @@ def update(policy, value_head, opt, batch: Batch, cfg: RLConfig, generator: torc
             for k, v in {"loss": loss, **terms}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n += 1
-    return {k: v / max(n, 1) for k, v in sums.items()}
+    out = {k: v / max(n, 1) for k, v in sums.items()}
+    if cfg.baseline == "critic":
+        out["explained_variance"] = float(explained_variance(batch.gen.values, batch.returns, batch.mask))
+    return out
 
 
 @torch.no_grad()
 def center_critic(value_head: ValueHead, batch: Batch, cfg: RLConfig) -> None:
     """Make the critic output the first collect's mean episode reward everywhere, and recompute that
     collect's advantages with it: with 70 % of episodes at -1, a random critic leaves almost every
-    sampled token with a negative advantage (results/README.md)."""
+    sampled token with a negative advantage (results/format1/README.md, "RL, standard vs prioritized")."""
     last = value_head.net[-1]
     mean_reward = batch.rewards.sum(1).mean()
     last.weight.zero_()
@@ -360,7 +376,28 @@ def load_run(path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_csv(path / "metrics.csv"), (pd.read_csv(crit) if crit.stat().st_size > 1 else pd.DataFrame())
 
 
-def load_value_head(path, n_embd: int, hidden: int = 128) -> ValueHead:
-    vh = ValueHead(n_embd, hidden)
-    vh.load_state_dict(load_file(str(Path(path) / VALUE_HEAD_FILE)))
-    return vh
+# -------------------------------------------------------------------------------------------------
+# Every finished run of the cache in one table (the folder layout of ``run_dir`` and ``train``'s ``write``)
+def _config_columns(run: Path) -> dict:
+    """The run's RL config (config.rl.json), fields omitted at their default filled back in."""
+    cfg = json.loads((run / "config.rl.json").read_text()) if (run / "config.rl.json").is_file() else {}
+    return {f: cfg.get(f, field.default) for f, field in RLConfig.__dataclass_fields__.items()}
+
+
+def gather_runs(home=None, level: int | None = None, since: str | None = None) -> pd.DataFrame:
+    """Every finished RL run under ``$CRITKL_HOME/rl/*/metrics.csv`` (or ``home/rl``) in one tidy frame:
+    one row per evaluation, the run's config columns (those the metrics lack) and ``run`` (the folder name).
+    ``level`` keeps runs from checkpoints pre-trained up to that level (folders ``N{level}-*``, see
+    ``run_dir``), ``since`` (YYYY-MM-DD) runs finished on or after that date. Unfinished
+    (``.partial``/``.staging``) folders are skipped."""
+    root = Path(home) if home is not None else critkl_home()
+    t0 = datetime.fromisoformat(since).timestamp() if since else 0.0
+    frames = []
+    for run in sorted((root / "rl").glob(f"N{level}-*" if level is not None else "*")):
+        f = run / "metrics.csv"
+        if run.suffix in (".partial", ".staging") or not f.is_file() or f.stat().st_mtime < t0:
+            continue
+        m = pd.read_csv(f)
+        extra = {k: v for k, v in _config_columns(run).items() if k not in m}
+        frames.append(m.assign(**extra, run=run.name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run"])

@@ -1,4 +1,4 @@
-"""The addition task with a scratchpad (paper-notes section 1; Lee et al., 2023).
+"""The addition task with a scratchpad (the paper's Fig. 1; the format of Lee et al., 2023).
 
 A problem is a pair of non-negative integers ``(a, b)``. The model reads ``prompt(a, b)`` and must write
 ``scratchpad(a, b)``: one line per digit position, each popping the last digit of both operand lists,
@@ -133,7 +133,7 @@ def _check_operands(a: int, b: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Operand sampling (reference implementation, paper-notes section 1)
+# Operand sampling (as the paper's reference implementation draws them)
 
 
 def sample_number(n_digits: int, rng: np.random.Generator) -> int:

@@ -1,14 +1,10 @@
-import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from critkl import analysis
-from critkl.analysis import (diagnosis_advantages, episodes_to_threshold, gather_runs, mean_ci, paired_gap,
-                             summarize, summary_tables, t_quantile)
+from critkl.analysis import auc, episodes_to_threshold, mean_ci, paired_gap, summarize, t_quantile
 
 
 def test_t_quantile_is_the_exact_t():
@@ -79,9 +75,12 @@ def test_episodes_to_threshold_hand_computed():
     m = pd.DataFrame(dict(seed=[0] * 4 + [1] * 4, round=[0, 1, 2, 3] * 2, episodes=[0, 32, 64, 96] * 2,
                           acc_plus=[0.2, 0.25, 0.3, 0.5, 0.4, 0.45, 0.42, 0.48]))
     t = episodes_to_threshold(m, 0.1)
-    # seed 0 gains 0, 0.05, 0.1 (0.09999999999999998 in floats), 0.3: first at 64; seed 1 gains at most 0.08
+    # seed 0 gains 0, 0.05, 0.1 (0.09999999999999998 in floats), 0.3: first at 64; seed 1 gains at most 0.08,
+    # so it is censored at its last observation, 96 episodes
     assert t.seed.tolist() == [0, 1] and t.start.tolist() == [0.2, 0.4]
     assert t.episodes_to_threshold.iloc[0] == 64 and math.isnan(t.episodes_to_threshold.iloc[1])
+    assert t.censored.tolist() == [False, True]
+    assert math.isnan(t.censored_at.iloc[0]) and t.censored_at.iloc[1] == 96
     # absolute: first acc >= 0.45 is 0.5 at 96 (seed 0) and 0.45 at 32 (seed 1)
     a = episodes_to_threshold(m, 0.45, relative_to_start=False)
     assert a.episodes_to_threshold.tolist() == [96, 32]
@@ -91,85 +90,35 @@ def test_episodes_to_threshold_hand_computed():
     assert t2.kl.tolist() == ["x", "x", "y", "y"] and t2.episodes_to_threshold.iloc[2] == 64
 
 
-def _fake_run(home, name, cfg: dict, rows: list[dict]):
-    d = home / "rl" / name
-    d.mkdir(parents=True)
-    (d / "config.rl.json").write_text(json.dumps(cfg))
-    pd.DataFrame(rows).to_csv(d / "metrics.csv", index=False)
+def test_episodes_to_threshold_censored_at_each_runs_own_end():
+    # seed 0 stops after 64 episodes without reaching +0.5, seed 1 after 128: each is censored at its own end
+    m = pd.DataFrame(dict(seed=[0, 0, 0, 1, 1, 1, 1, 1], episodes=[0, 32, 64, 0, 32, 64, 96, 128],
+                          acc_plus=[0.1, 0.2, 0.3, 0.1, 0.1, 0.2, 0.2, 0.3]))
+    t = episodes_to_threshold(m, 0.5)
+    assert t.censored.tolist() == [True, True] and t.censored_at.tolist() == [64, 128]
+    assert t.episodes_to_threshold.isna().all()
 
 
-def test_gather_runs(tmp_path):
-    home = tmp_path / "h"
-    _fake_run(home, "N3-plus1-standard-tiny-s0-aaa", dict(kl="standard", lr=0.5, reward="binary"),
-              [dict(round=0, episodes=0, acc_plus=0.1, kl="standard"), dict(round=1, episodes=4, acc_plus=0.2, kl="standard")])
-    _fake_run(home, "N2-plus1-none-tiny-s1-bbb", dict(kl="none"), [dict(round=0, episodes=0, acc_plus=0.3, kl="none")])
-    _fake_run(home, "N3-plus1-none-tiny-s0-ccc.partial", dict(kl="none"), [dict(round=0, acc_plus=0.0)])
-    (home / "rl" / "N3-empty").mkdir()
-    df = gather_runs(home)
-    assert sorted(df.run.unique()) == ["N2-plus1-none-tiny-s1-bbb", "N3-plus1-standard-tiny-s0-aaa"]
-    assert len(df) == 3
-    std = df[df.run.str.startswith("N3")]
-    assert std.lr.tolist() == [0.5, 0.5] and std.reward.tolist() == ["binary"] * 2
-    assert df[df.run.str.startswith("N2")].reward.tolist() == ["ternary"]  # omitted field -> its default
-    assert gather_runs(home, level=3).run.unique().tolist() == ["N3-plus1-standard-tiny-s0-aaa"]
-    assert gather_runs(home, since="2999-01-01").empty
-    assert gather_runs(tmp_path / "nothing").empty
-
-
-def test_gather_runs_default_home(_home):
-    _fake_run(_home, "N3-x", dict(kl="none"), [dict(round=0, acc_plus=0.5)])
-    assert gather_runs().run.tolist() == ["N3-x"]
-
-
-def test_summary_tables_from_metrics(tmp_path):
-    rows = []
-    # 2 seeds; at 32 episodes prioritized 0.5 / 0.4, standard 0.3 / 0.3: gap 0.2, 0.1 -> mean +15.0 points;
-    # sd 0.070711, se 0.05, t(0.975, 1) = 12.706205 -> half width 0.635310 = 63.5 points
-    for seed, (p, s) in enumerate([(0.5, 0.3), (0.4, 0.3)]):
-        for kl, end in (("prioritized", p), ("standard", s)):
-            rows += [dict(kl=kl, seed=seed, round=0, episodes=0, acc_plus=0.3, acc_comfort=1.0, p_critical_mean=0.9),
-                     dict(kl=kl, seed=seed, round=1, episodes=32, acc_plus=end, acc_comfort=1.0, p_critical_mean=0.95)]
-    (tmp_path / "kl_N3_seeds5").mkdir()
-    pd.DataFrame(rows).to_csv(tmp_path / "kl_N3_seeds5" / "metrics.csv", index=False)
-    md = summary_tables(tmp_path)
-    assert "gap prioritized - standard at 32 episodes: +15.0 points (95 % CI ± 63.5, 2 seeds; per seed +20.0, +10.0)" in md
-    # prioritized at 32: [0.5, 0.4] -> 45.0 ± 63.5 %; seeds gaining 10 points: seed 0 (+0.2) and seed 1 (+0.1)
-    assert "| prioritized | 30.0 ± 0.0 % | 45.0 ± 63.5 % |" in md
-    assert "| prioritized | 2/2 | 32, 32 |" in md and "| standard | 0/2 | -, - |" in md
-    assert "P(correct) at tracked critical tokens, start -> end: prioritized 0.900 -> 0.950" in md
-    assert summary_tables(tmp_path / "missing") == ""
-
-
-def test_diagnosis_advantages_hand_computed():
-    mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 0]])
-    correct = torch.tensor([True, False, False, False])
-    assert diagnosis_advantages(mask, correct, "successes").tolist() == [[1, 1, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]]
-    assert diagnosis_advantages(mask, correct, "failures").tolist() == [[0, 0, 0], [-1, -1, -1], [-1, 0, 0], [-1, -1, 0]]
-    # ternary R = +1, -1, -1, -1: mean -0.5 -> R - mean = 1.5, -0.5, -0.5, -0.5 on each episode's tokens
-    assert diagnosis_advantages(mask, correct, "centred").tolist() == [[1.5, 1.5, 0], [-0.5, -0.5, -0.5],
-                                                                       [-0.5, 0, 0], [-0.5, -0.5, 0]]
-    with pytest.raises(ValueError, match="mode"):
-        diagnosis_advantages(mask, correct, "all")
-
-
-def test_advantage_diagnosis_runs(tiny_checkpoint):
-    df = analysis.advantage_diagnosis(tiny_checkpoint, modes=("failures",), passes=1, lr=1e-2, n_episodes=4,
-                                      n_tracked=2)
-    assert df["pass"].tolist() == [0, 1] and df["mode"].tolist() == ["failures"] * 2
-    assert df.p_critical.between(0, 1).all() and df.p_n_copy.between(0, 1).all()
-    if df.successes.iloc[0] < 4:  # some failed episode was pushed down at lr 1e-2: the model moved
-        assert df.p_critical.iloc[1] != df.p_critical.iloc[0]
-
-
-def test_kl_experiment_writes_all_runs(tiny_checkpoint, tmp_path):
-    small = dict(rounds=1, eval_plus=2, eval_comfort=0, track_critical=1)
-    m, c = analysis.kl_experiment(tiny_checkpoint, seeds=(0,), variants=("none", "prioritized"), preset="tiny",
-                                  out=tmp_path / "out", **small)
-    # 2 variants x (round 0 + 1 round)
-    assert list(zip(m.kl, m["round"])) == [("none", 0), ("none", 1), ("prioritized", 0), ("prioritized", 1)]
-    assert pd.read_csv(tmp_path / "out" / "metrics.csv").shape == m.shape
-    assert set(c.kl) == {"none", "prioritized"} and "n_copy" in set(c.name)  # the trainer tracks the Appendix-B site
-    assert pd.read_csv(tmp_path / "out" / "critical.csv").shape == c.shape
-    again, _ = analysis.kl_experiment(tiny_checkpoint, seeds=(0,), variants=("none",), preset="tiny", **small)
-    none = m[m.kl == "none"].dropna(axis=1, how="all").reset_index(drop=True)
-    pd.testing.assert_frame_equal(again.dropna(axis=1, how="all"), none)  # the cached run, same numbers
+def test_auc_hand_computed():
+    m = pd.DataFrame(dict(seed=[0] * 4 + [1] * 4, episodes=[0, 32, 64, 96] * 2,
+                          acc_plus=[0.2, 0.25, 0.3, 0.5, 0.4, 0.45, 0.42, 0.48]))
+    a = auc(m)
+    # seed 0: trapezoids 32 * (0.225 + 0.275 + 0.4) = 28.8, over a span of 96 episodes -> 0.3
+    # seed 1: 32 * (0.425 + 0.435 + 0.45) = 41.92 -> 41.92 / 96 = 0.436667
+    assert a.seed.tolist() == [0, 1] and a.n_points.tolist() == [4, 4]
+    assert a.auc.tolist() == pytest.approx([0.3, 41.92 / 96])
+    # uneven spacing and shuffled rows: 0 -> 1 over 10 episodes, then flat at 1 for 30: (5 + 30) / 40 = 0.875
+    u = pd.DataFrame(dict(seed=[2, 2, 2], episodes=[40, 0, 10], acc_plus=[1.0, 0.0, 1.0]))
+    assert auc(u).auc.iloc[0] == pytest.approx(0.875)
+    # a constant curve has auc equal to the constant, whatever its length
+    flat = pd.DataFrame(dict(seed=[0, 0], episodes=[0, 500], acc_plus=[0.3, 0.3]))
+    assert auc(flat).auc.iloc[0] == pytest.approx(0.3)
+    # NaN rows left out; one point: no area
+    gap = pd.DataFrame(dict(seed=[0, 0, 0, 1], episodes=[0, 32, 64, 0], acc_plus=[0.0, np.nan, 0.4, 0.5]))
+    g = auc(gap)
+    assert g.auc.iloc[0] == pytest.approx(0.2) and g.n_points.tolist() == [2, 1] and math.isnan(g.auc.iloc[1])
+    # by a second column: one run per (kl, seed)
+    two = pd.concat([m.assign(kl="x"), m.assign(kl="y", acc_plus=m.acc_plus + 0.1)])
+    assert auc(two, group=("kl", "seed")).auc.tolist() == pytest.approx([0.3, 41.92 / 96, 0.4, 41.92 / 96 + 0.1])
+    with pytest.raises(ValueError, match="several rows per episodes"):
+        auc(two)

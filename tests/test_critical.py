@@ -1,21 +1,11 @@
-import math
+"""The pure locator: problem -> critical positions (the paper's set and the Appendix-B site), and the RL mask."""
 from types import SimpleNamespace
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from critkl import task
-from critkl.config import ModelConfig
-from critkl.critical import (SITES, certainty_delta, classify_site, critical_mask, critical_probabilities,
-                             delta_certainty, failure_row, failure_site_counts, failure_sites, first_divergence,
-                             generation_deltas, locate, locate_appendix_b, measure, summarize, table1,
-                             teacher_forced)
-from critkl.losses import certainty
-from critkl.model import load_checkpoint
-from critkl.model import build_model
-from critkl.plots import render_html
+from critkl.critical import SITES, critical_mask, locate, locate_appendix_b, reached_critical_states
 from critkl.tokenizer import build_tokenizer, encode
 
 
@@ -24,7 +14,7 @@ def names(cts, step=None, operand=None):
 
 
 def test_both_operands_long():
-    # 3395+1791 at level 3, the regime notes' example
+    # 3395+1791 at level 3, the module docstring's worked example
     cts = locate(3395, 1791, 3)
     text = task.full_text(3395, 1791)
     assert names(cts, 1, 1) == [("n+1_comma", ","), ("n+1_digit", "5")]
@@ -55,45 +45,6 @@ def test_list_with_no_seen_digit_has_no_comma():
         locate(1, 2, 0)
     with pytest.raises(ValueError, match="site"):
         locate(12, 345, 2, sites=("paper", "fig7"))
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    tok = build_tokenizer()
-    torch.manual_seed(0)
-    return build_model(ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=1024), tok).eval(), tok
-
-
-def test_teacher_forced_equals_full_forward(tiny):
-    model, tok = tiny
-    problems = [(3395, 1791), (12, 5)]
-    tf = teacher_forced(model, tok, problems)
-    for (a, b), (ids, logits) in zip(problems, tf):
-        full = torch.tensor([encode(tok, task.full_text(a, b))])
-        with torch.no_grad():
-            ref = model(input_ids=full).logits[0]
-        assert torch.allclose(logits[1:], ref[:-1], atol=1e-4)
-    df = measure(model, tok, problems, level=3, alpha=2.0)
-    row = df[(df.problem == 0) & df.critical].iloc[0]
-    _, lg = tf[0]
-    p = torch.softmax(lg[row["index"]], -1)[encode(tok, row["char"])[0]].item()
-    assert row["p_correct"] == pytest.approx(p, rel=1e-5)
-    assert row["weight"] == pytest.approx(row["certainty"] ** 2, rel=1e-5)
-    ent = measure(model, tok, problems, level=3, alpha=2.0, certainty="entropy")
-    i = int(row["index"])
-    assert ent.loc[row.name, "certainty"] == pytest.approx(certainty(lg[i:i + 1], 1.0, "entropy").item(), rel=1e-5)
-    assert ent.loc[row.name, "certainty"] != pytest.approx(row["certainty"])
-    s = summarize(df)
-    assert set(s.critical) == {True, False}
-
-
-def test_render_html_escapes():
-    html = render_html("<script>&x", [0.1, 0.9, None, 0.5, 0.5, 0.5, 0.5, 0.5, 1.0, 0.0], critical=[0])
-    assert "<script>" not in html and "&lt;" in html and "&amp;" in html
-    assert "outline" in html
-    with pytest.raises(ValueError, match="values"):
-        render_html("abc", [0.1])
-    assert "&lt;b&gt;" in render_html("x", title="<b>")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -131,72 +82,6 @@ def test_appendix_b_site_short_lists():
 
 
 # ---------------------------------------------------------------------------------------------------
-# Failure sites
-def test_first_divergence():
-    assert first_divergence("abc", "abc") == -1
-    assert first_divergence("abx", "abc") == 2
-    assert first_divergence("ab", "abc") == 2     # stopped early
-    assert first_divergence("abcd", "abc") == 3   # wrote past the end
-    assert first_divergence("", "abc") == 0
-
-
-def test_classify_site_on_a_known_scratchpad():
-    a, b = 3395, 1791
-    truth = task.scratchpad(a, b)
-    site = lambda i: classify_site(a, b, 3, i)  # noqa: E731
-    assert [site(i) for i in (0, 5, 10)] == ["header"] * 3                 # "\n<scratch>\n"
-    assert [site(i) for i in (11, 15, 19)] == ["line 1"] * 3               # "[", "," and "]" of [3,3,9,5]
-    assert site(16) == "appendix_b" and site(28) == "appendix_b"
-    assert (site(17), site(18), site(29), site(30)) == ("critical:n+1_comma", "critical:n+1_digit",
-                                                        "critical:n+1_comma", "critical:n+1_digit")
-    end1 = truth.index("\n", 11)
-    assert site(end1) == "line 1" and site(end1 + 1) == "line 2"          # a line's newline is its own
-    assert site(truth.index("[3] + [1]")) == "line 4"
-    assert site(truth.index("END")) == "line 5"                             # the END line is line 5
-    assert site(truth.index("</scratch>")) == "answer" and site(len(truth) - 2) == "answer"
-    assert site(len(truth) + 3) == "answer"
-    # line 4 has critical characters only if steps reaches it: [3] + [1] is 1 digit, seen 0 -> n+1_digit
-    assert classify_site(a, b, 3, truth.index("[3] + [1]") + 1, steps=4) == "critical:n+1_digit"
-
-
-def test_failure_row_on_hand_made_texts():
-    a, b = 3395, 1791
-    truth = task.scratchpad(a, b)
-    # recopying the last digit: "[3,3,5]" instead of "[3,3,9,5]"
-    r = failure_row(truth[:16] + "5] + [1,7,9] , A=[]", a, b, 3)
-    assert (r["index"], r["line"], r["site"], r["correct"]) == (16, 1, "appendix_b", False)
-    assert (r["wrote"], r["truth"], r["before"]) == ("5] + [1,", "9,5] + [", "\n<scratch>\n[3,3,"[-16:])
-    r = failure_row(truth[:17] + "] + [1,7,9]", a, b, 3)  # closing early: the paper's critical comma
-    assert (r["index"], r["site"]) == (17, "critical:n+1_comma")
-    assert failure_row(truth, a, b, 3) == dict(a=a, b=b, correct=True, index=-1, line=-1, site="none",
-                                               before="", wrote="", truth="")
-    wrong_answer = truth[:-2] + "7\n"  # "5 1 8 6" -> "5 1 8 7"
-    r = failure_row(wrong_answer, a, b, 3)
-    assert (r["index"], r["site"], r["correct"]) == (len(truth) - 2, "answer", False)
-
-
-def test_failure_site_counts():
-    df = pd.DataFrame(dict(correct=[True, True, False, False, False],
-                           site=["none", "line 2", "appendix_b", "appendix_b", "line 1"]))
-    c = failure_site_counts(df)
-    assert c.site.tolist() == ["correct", "appendix_b", "line 1"] and c.n.tolist() == [2, 2, 1]
-    # shares of the 3 failures: 2/3 and 1/3
-    assert math.isnan(c.share.iloc[0]) and c.share.iloc[1:].tolist() == pytest.approx([2 / 3, 1 / 3])
-
-
-def test_failure_sites_on_a_checkpoint(tiny_checkpoint):
-    model, tok, _ = load_checkpoint(tiny_checkpoint)
-    df = failure_sites(model, tok, level=2, n=6, seed=5)
-    problems = task.Split("plus", 2, 1).sample(6, np.random.default_rng(5))
-    assert list(zip(df.a, df.b)) == problems
-    for r in df.itertuples():
-        if r.index >= 0:
-            assert r.site == classify_site(r.a, r.b, 2, r.index)
-            assert r.truth == task.scratchpad(r.a, r.b)[r.index:r.index + 8] and r.wrote != r.truth
-    assert failure_site_counts(df).n.sum() == 6
-
-
-# ---------------------------------------------------------------------------------------------------
 # Critical mask on a known scratchpad
 def test_critical_mask_on_a_known_scratchpad():
     tok = build_tokenizer()
@@ -222,105 +107,12 @@ def test_critical_mask_on_a_known_scratchpad():
     assert both[:3] == [{16, 17, 18}, {16, 17, 18, 28, 29}, {16, 17}] and len(both[3]) == 18
 
 
-# ---------------------------------------------------------------------------------------------------
-# Table 1: Delta-J
-def test_delta_certainty_hand_computed():
-    # d_i = c_i - mean of the others: 1 - (0.5 + 0) / 2 = 0.75; 0.5 - (1 + 0) / 2 = 0; 0 - (1 + 0.5) / 2 = -0.75
-    d = delta_certainty(torch.tensor([1.0, 0.5, 0.0]))
-    assert isinstance(d, torch.Tensor) and d.tolist() == [0.75, 0.0, -0.75]
-    n = delta_certainty(np.array([1.0, 0.5, 0.0]))
-    assert isinstance(n, np.ndarray) and n.tolist() == [0.75, 0.0, -0.75]
-    # not c - mean(c): [0.2, 0.4] -> 0.2 - 0.4 = -0.2 and +0.2 (c - mean would give -0.1 and +0.1)
-    assert delta_certainty(np.array([0.2, 0.4])) == pytest.approx([-0.2, 0.2])
-    assert np.isnan(delta_certainty(np.array([0.7]))).all() and torch.isnan(delta_certainty(torch.tensor([0.7]))).all()
-    with pytest.raises(ValueError, match="empty"):
-        delta_certainty(np.array([]))
-    with pytest.raises(ValueError, match="1-D"):
-        delta_certainty(torch.zeros(2, 3))
+def test_reached_critical_states_hand_computed():
+    # the truth is 1 2 3 4 5; the generation wrote 1 2 9 ...: it diverged at 2, so s_2 (its prefix 1 2 matched)
+    # was reached and s_3 was not; a state past the episode's length never counts
+    truth, gen = [1, 2, 3, 4, 5], torch.tensor([1, 2, 9, 4, 5, 0])
+    assert reached_critical_states(gen, torch.tensor([1, 1, 1, 1, 1, 0]), truth, [0, 2, 3]) == [0, 2]
+    # the whole truth, stopped after 3 tokens: states 0..2 exist; 4 is past the end
+    assert reached_critical_states(torch.tensor([1, 2, 3, 0, 0, 0]), torch.tensor([1, 1, 1, 0, 0, 0]), truth,
+                                   [1, 2, 4]) == [1, 2]
 
-
-def test_generation_deltas_hand_computed():
-    # c = [1, 0.5, 0, 0.5], sum 2: d_i = c_i - (2 - c_i) / 3 = [2/3, 0, -2/3, 0]; position 2 critical:
-    # critical -2/3; others (2/3 + 0 + 0) / 3 = 2/9, min 0; certainty critical 0, others (1 + 0.5 + 0.5) / 3
-    g = generation_deltas(torch.tensor([1.0, 0.5, 0.0, 0.5]), [2])
-    assert (g["n_tokens"], g["n_critical"]) == (4, 1)
-    assert g["delta_critical"] == pytest.approx(-2 / 3) and g["delta_noncritical"] == pytest.approx(2 / 9)
-    assert g["delta_noncritical_min"] == pytest.approx(0.0) and g["certainty_critical"] == 0.0
-    assert g["certainty_noncritical"] == pytest.approx(2 / 3)
-    none = generation_deltas([0.2, 0.4], [])
-    assert math.isnan(none["delta_critical"]) and none["delta_noncritical"] == pytest.approx(0.0)
-
-
-def test_table1_hand_computed():
-    per_gen = pd.DataFrame(dict(
-        certainty_kind=["max_prob"] * 3 + ["entropy"] * 3,
-        delta_critical=[-0.3, -0.1, np.nan, -0.2, -0.2, -0.2],
-        delta_noncritical=[0.01, 0.03, 0.02, 0.0, 0.0, 0.0],
-        delta_noncritical_min=[-0.01, -0.02, -0.03, 0.0, 0.0, 0.0]))
-    t = table1(per_gen)
-    assert list(zip(t.certainty_kind, t.tokens)) == [
-        ("max_prob", "critical"), ("max_prob", "non-critical"), ("max_prob", "non-critical (min.)"),
-        ("entropy", "critical"), ("entropy", "non-critical"), ("entropy", "non-critical (min.)")]
-    crit, non = t.iloc[0], t.iloc[1]
-    # critical, max_prob: [-0.3, -0.1] (NaN left out): mean -0.2, sd 0.141421, se 0.1,
-    # t(0.975, 1) = 12.706205 -> [-1.470620, 1.070620]
-    assert (crit.n_generations, crit["mean"], crit.se) == (2, pytest.approx(-0.2), pytest.approx(0.1))
-    assert (crit.ci_low, crit.ci_high) == (pytest.approx(-1.470620, abs=1e-6), pytest.approx(1.070620, abs=1e-6))
-    # non-critical: [0.01, 0.03, 0.02]: mean 0.02, sd 0.01, se 0.005774, t(0.975, 2) = 4.302653 -> +/- 0.024841
-    assert non["mean"] == pytest.approx(0.02) and non.se == pytest.approx(0.01 / np.sqrt(3))
-    assert non.ci_high - non["mean"] == pytest.approx(0.024841, abs=1e-6)
-    assert t.iloc[3]["se"] == pytest.approx(0.0, abs=1e-12) and t.iloc[3]["mean"] == pytest.approx(-0.2)
-
-
-def test_certainty_delta_on_a_checkpoint(tiny_checkpoint):
-    model, tok, _ = load_checkpoint(tiny_checkpoint)
-    per_gen = certainty_delta(model, tok, level=2, extra_digits=1, n_generations=4, seed=0)
-    assert len(per_gen) == 8 and per_gen.certainty_kind.tolist() == ["max_prob"] * 4 + ["entropy"] * 4
-    assert per_gen.generation.tolist() == [0, 1, 2, 3] * 2
-    # Delta-J sums to 0 over a generation (sum_i c_i - (n S - S) / (n - 1) = 0), so
-    # n_critical * delta_critical + (n_tokens - n_critical) * delta_noncritical = 0
-    for r in per_gen.itertuples():
-        crit = r.n_critical * r.delta_critical if r.n_critical else 0.0
-        assert crit + (r.n_tokens - r.n_critical) * r.delta_noncritical == pytest.approx(0.0, abs=1e-9)
-        assert math.isnan(r.delta_critical) == (r.n_critical == 0)
-    mp, ent = per_gen.iloc[:4], per_gen.iloc[4:]
-    assert mp.n_critical.tolist() == ent.n_critical.tolist() and mp.n_tokens.tolist() == ent.n_tokens.tolist()
-    assert not np.allclose(mp.certainty_noncritical, ent.certainty_noncritical)  # two different forms
-    # one form only (critkl critical --certainty entropy): the same generations, the entropy rows
-    only = certainty_delta(model, tok, level=2, extra_digits=1, n_generations=4, seed=0, certainty="entropy")
-    pd.testing.assert_frame_equal(only, ent.reset_index(drop=True))
-    t1 = table1(per_gen)
-    assert t1.tokens.tolist() == ["critical", "non-critical", "non-critical (min.)"] * 2
-    assert t1[t1.tokens == "non-critical"].n_generations.tolist() == [4, 4]
-
-
-def test_critical_probabilities_rows(tiny):
-    model, tok = tiny
-    # 123+4 at level 2: line 1 "[1,2,3] + [4]" (seen 2): n_copy "2", n+1_comma, n+1_digit "3";
-    # line 2 "[1,2] + []" (seen 1): n_copy "1", n+1_comma, n+1_digit "2"; line 3 "[1]" (seen 0): n+1_digit "1"
-    cp = critical_probabilities(model, tok, [(123, 4)], level=2)
-    assert list(zip(cp.step, cp.operand, cp.name)) == [
-        (1, 1, "n+1_comma"), (1, 1, "n+1_digit"), (1, 1, "n_copy"), (2, 1, "n+1_comma"), (2, 1, "n+1_digit"),
-        (2, 1, "n_copy"), (3, 1, "n+1_digit")]
-    assert cp.p_correct.between(0, 1).all()
-    paper = critical_probabilities(model, tok, [(123, 4)], level=2, sites=("paper",))
-    assert "n_copy" not in set(paper.name) and len(paper) == 5
-    pd.testing.assert_frame_equal(paper, cp[cp.name != "n_copy"].reset_index(drop=True))
-
-
-def test_sampled_example_aligns_values_with_the_text(tiny_checkpoint):
-    """Figs. 1/5: one value per character (None on the prompt, a certainty in [0, 1] on the completion),
-    critical indices inside the completion, and the same sample for the same seed."""
-    from critkl import task
-    from critkl.critical import sampled_example
-    from critkl.model import load_checkpoint
-    from critkl.plots import render_html
-    model, tok, _ = load_checkpoint(tiny_checkpoint)
-    ex = sampled_example(model, tok, 123, 45, level=2, seed=3)
-    P = len(task.prompt(123, 45))
-    assert ex["text"].startswith(task.prompt(123, 45)) and len(ex["values"]) == len(ex["text"])
-    assert ex["values"][:P] == [None] * P
-    assert all(0.0 <= v <= 1.0 for v in ex["values"][P:])
-    assert all(P <= i < len(ex["text"]) for i in ex["critical"])
-    assert ex == sampled_example(model, tok, 123, 45, level=2, seed=3)
-    assert "<span" in render_html(**{k: ex[k] for k in ("text", "values", "critical")})

@@ -2,11 +2,11 @@
 
 Each case states the exit status (CLI, ``critkl.cli.main``) or the exception type (Python API), a message
 fragment that names the bad field or value, and that ``$CRITKL_HOME`` (a fresh empty folder per test, the
-autouse ``_home`` fixture) holds no file afterwards.
+autouse ``_home`` fixture) holds no file afterwards (pure functions such as ``task.parse_answer`` touch no file,
+so their cases skip that check).
 """
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from pathlib import Path
@@ -388,17 +388,17 @@ PARSE_CASES = [
 
 
 @pytest.mark.parametrize("name,text", PARSE_CASES, ids=[c[0] for c in PARSE_CASES])
-def test_parse_answer_hostile(name, text, _home):
+def test_parse_answer_hostile(name, text):
+    # none is a valid answer line, though most read as 34 (= 3 + 31) to a lenient parser
     assert task.parse_answer(text) is None
     assert not task.is_correct(text, 3, 31)
-    assert_empty(_home)
 
 
 def test_parse_answer_still_reads_valid_texts():
     assert task.parse_answer(task.full_text(56, 789)) == 845
     assert task.parse_answer(task.scratchpad(99, 1)) == 100
     assert task.parse_answer("junk </scratch>\n3 4\n") == 34
-    assert math.isnan(NAN)  # (NAN is a real NaN: the cases above test what they say)
+    assert task.is_correct("</scratch>\n3 4\n", 3, 31)  # the clean form of the hostile texts above
 
 
 # -------------------------------------------------------------------------------------------------
@@ -411,13 +411,13 @@ def test_critical_cli_runs(tiny_checkpoint, capsys, _home):
 
 
 def test_critical_cli_certainty_form(tiny_checkpoint, capsys):
-    import inspect
-
-    from critkl import critical
-    supported = all({"certainty", "kind"} & set(inspect.signature(f).parameters)
-                    for f in (critical.measure, critical.certainty_delta))
-    code = cli_main(["critical", "--model", str(tiny_checkpoint), "--n", "2", "--certainty", "entropy"])
-    err = capsys.readouterr().err
-    assert code == (0 if supported else 2)
-    if not supported:
-        assert "certainty='entropy' is not allowed: must be max_prob" in err
+    """--certainty picks the form of J(s): Table 1's rows name it, and the certainties it prints change."""
+    out = {}
+    for form in ("max_prob", "entropy"):
+        assert cli_main(["critical", "--model", str(tiny_checkpoint), "--n", "2", "--certainty", form]) == 0
+        out[form] = capsys.readouterr().out
+    kinds = {form: {line.split()[0] for line in text.splitlines() if line.split()[:1] in (["max_prob"], ["entropy"])}
+             for form, text in out.items()}
+    assert kinds == {"max_prob": {"max_prob"}, "entropy": {"entropy"}}
+    summary = {form: text.splitlines()[:3] for form, text in out.items()}  # teacher-forced: header + 2 rows
+    assert summary["max_prob"][0] == summary["entropy"][0] and summary["max_prob"] != summary["entropy"]

@@ -111,3 +111,23 @@ def test_token_weights_per_episode():
     assert losses.masked_mean(x, w).item() == pytest.approx(2.0)        # each episode once: (1 + 3) / 2
     with pytest.raises(ValueError, match="'sequence'"):
         losses.token_weights(mask, "sequence")
+
+
+def test_update_diagnostics_hand_computed():
+    """CleanRL's approx_kl, clipfrac and explained_variance."""
+    # new pi = 0.5 and 0.2 where the sampling policy had 0.25 and 0.4: r = 2 and 0.5
+    l2 = math.log(2)
+    assert torch.allclose(losses.approx_kl(LOGP, REF), torch.tensor([1 - l2, -0.5 + l2]))  # (r - 1) - log r
+    assert torch.all(losses.approx_kl(LOGP, LOGP) == 0)  # before the first step
+    # |r - 1| = 1 and 0.5: both clipped at 0.2, only the first at 0.6
+    assert losses.clipped(LOGP, REF, 0.2).tolist() == [True, True]
+    assert losses.clipped(LOGP, REF, 0.6).tolist() == [True, False]
+    # returns R = [1, 0, 1, 0] on the masked tokens (mean 0.5, Var 0.25); V = [0.5, 0, 1, 0.5]:
+    # R - V = [0.5, 0, 0, -0.5], Var = 0.125 -> 1 - 0.125 / 0.25 = 0.5. The padded token (V = 9) is ignored.
+    R = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    V = torch.tensor([[0.5, 0.0, 9.0], [1.0, 0.5, 9.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0]])
+    assert losses.explained_variance(V, R, mask).item() == pytest.approx(0.5)
+    assert losses.explained_variance(R, R, mask).item() == pytest.approx(1.0)                       # perfect
+    assert losses.explained_variance(torch.full_like(R, 0.3), R, mask).item() == pytest.approx(0.0)  # constant
+    assert math.isnan(losses.explained_variance(V, torch.ones_like(R), mask).item())                  # R constant

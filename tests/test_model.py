@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from critkl.config import MODEL_PRESETS, ModelConfig
-from critkl.model import (CheckpointError, autocast, build_model, load_checkpoint, save_checkpoint,
+from critkl.model import (CheckpointError, autocast, build_model, load_checkpoint, n_params, save_checkpoint,
                           select_device)
 from critkl.tokenizer import build_tokenizer
 
@@ -31,7 +31,19 @@ def test_model_config_validation():
         ModelConfig(arch="bert")
     with pytest.raises(ValueError, match="divisible"):
         ModelConfig(n_embd=30, n_head=4)
-    assert set(MODEL_PRESETS) >= {"cpu", "paper", "tiny"}
+
+
+@pytest.mark.parametrize("preset,cls,layers,width,params", [
+    ("tiny", "LlamaForCausalLM", 2, 32, 34_336),
+    ("cpu", "LlamaForCausalLM", 4, 128, 1_055_360),      # README: Llama (RoPE), 4 layers x 128, ~1.06M parameters
+    ("paper", "GPT2LMHeadModel", 12, 768, 86_662_656),   # the paper's GPT-2 shape, 12 x 768 (~85M parameters)
+])
+def test_model_presets_build_the_documented_models(preset, cls, layers, width, params):
+    with torch.device("meta"):  # shapes only, no memory
+        model = build_model(ModelConfig(**MODEL_PRESETS[preset]), build_tokenizer())
+    assert type(model).__name__ == cls
+    assert (model.config.num_hidden_layers, model.config.hidden_size) == (layers, width)
+    assert n_params(model) == params
 
 
 def test_checkpoint_errors(tmp_path):

@@ -1,12 +1,28 @@
 import pandas as pd
+import pytest
 
+from critkl.measure import measure, tracking_problems
+from critkl.model import load_checkpoint
+from critkl.pretrain import accuracy_by_digits
 from critkl.regime import probe, probe_and_record, record
 
 
 def test_probe_and_record(tiny_checkpoint, tmp_path):
     row = probe(tiny_checkpoint, n=2, temperatures=(1.0,))
-    assert row["level"] == 2 and 0 <= row["plus1_T1"] <= 1 and 0 <= row["greedy_min_1toN"] <= 1
-    assert {"p_first_comma_mean", "certainty_critical_median", "greedy_N+2"} <= set(row)
+    assert row["level"] == 2 and set(row) >= {"plus1_T1", "comfort_T1", "plus2_T1"}
+    # the numbers are the named quantities, recomputed here from their sources (probe rounds to 4 places)
+    model, tok, _ = load_checkpoint(tiny_checkpoint)
+    greedy = accuracy_by_digits(model, tok, range(1, 5), 2, seed=7).set_index("digits").accuracy
+    assert row["greedy_min_1toN"] == round(min(greedy[1], greedy[2]), 4)
+    assert (row["greedy_N+1"], row["greedy_N+2"]) == (round(greedy[3], 4), round(greedy[4], 4))
+    df = measure(model, tok, tracking_problems(2, 1, 2, 0), 2)
+    crit = df[df.critical]
+    first = crit[(crit.step == 1) & (crit.name == "n+1_comma")]
+    assert len(first) == 2  # one first comma per plus-1 problem
+    assert row["p_first_comma_mean"] == pytest.approx(round(first.p_correct.mean(), 4), abs=1e-12)
+    assert row["p_critical_mean"] == pytest.approx(round(crit.p_correct.mean(), 4), abs=1e-12)
+    assert row["p_other_mean"] == pytest.approx(round(df[~df.critical].p_correct.mean(), 4), abs=1e-12)
+    assert row["certainty_critical_median"] == pytest.approx(round(crit.certainty.median(), 4), abs=1e-12)
     csv = tmp_path / "r.csv"
     record(row, csv, "first", command="critkl pretrain --preset tiny")
     df = record(row, csv, "second")

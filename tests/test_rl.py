@@ -1,4 +1,5 @@
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -8,7 +9,7 @@ from safetensors.torch import load_file
 from critkl import rl_config
 from critkl.cli import main as cli_main
 from critkl.model import CheckpointError
-from critkl.rl import finetune, load_run, run_dir
+from critkl.rl import finetune, gather_runs, load_run, minibatches, run_dir
 from critkl.rollout import terminal_rewards
 
 
@@ -59,6 +60,10 @@ def test_finetune_smoke(kl, tiny_checkpoint):
         assert df["mean_kl"].iloc[1:].notna().all() and df["weight_other"].iloc[1:].notna().all()
     if kl == "standard":
         assert (df["weight_other"].iloc[1:] == 1.0).all()
+    # CleanRL's update diagnostics (A2C with a critic: no clipping, so no clipfrac); round 0 has no update
+    assert df["approx_kl"].iloc[1:].map(math.isfinite).all() and (df["approx_kl"].iloc[1:] >= -1e-12).all()
+    assert df["explained_variance"].iloc[1:].map(math.isfinite).all() and (df["explained_variance"].iloc[1:] <= 1).all()
+    assert df[["approx_kl", "explained_variance"]].iloc[0].isna().all() and "clipfrac" not in df
     cfg = rl_config("tiny", model_dir=str(tiny_checkpoint), kl=kl)
     path = run_dir(cfg)
     before, after = load_file(tiny_checkpoint / "model.safetensors"), load_file(path / "model.safetensors")
@@ -110,6 +115,10 @@ def test_paper_style_minibatches_and_ppo(tiny_checkpoint, tmp_path):
     # mean_kl is measured on the first collect, before any update: the policy is still the reference, so
     # the KV-cached sampler's log-probs and the reference's full forward must agree (k3 = 0 up to rounding)
     assert df["pg_loss"].notna().iloc[1] and df["mean_kl"].iloc[1] == pytest.approx(0.0, abs=1e-5)
+    # many small PPO steps move the policy away from the sampling one: approx_kl > 0, clipfrac in [0, 1]
+    end = df.iloc[1]
+    assert math.isfinite(end["approx_kl"]) and end["approx_kl"] > 0 and 0 <= end["clipfrac"] <= 1
+    assert math.isfinite(end["explained_variance"])
 
 
 def test_cuda_request_without_cuda_fails_early(tiny_checkpoint, _home):
@@ -135,18 +144,70 @@ def test_nan_loss_stops_with_message(tiny_checkpoint, tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "rl").iterdir()) == [".locks"]
 
 
-def test_episode_minibatches(tiny_checkpoint, tmp_path):
-    df = finetune(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, minibatch_episodes=2, home=tmp_path,
-                  progress=False)
-    assert df["loss"].notna().iloc[1]
+def test_minibatches_hand_made():
+    # 4 episodes of 3, 1, 2 and 4 tokens: 10 transitions
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]])
+    every = sorted(map(tuple, mask.nonzero().tolist()))
+
+    def split(**kw):
+        return minibatches(mask, rl_config("tiny", model_dir="x", **kw), torch.Generator().manual_seed(0))
+
+    by_episode = split(minibatch_episodes=2)
+    assert len(by_episode) == 2
+    for mb in by_episode:  # whole episodes, two at a time
+        rows = mb[:, 0].unique().tolist()
+        assert len(rows) == 2 and len(mb) == int(mask[rows].sum())
+    assert sorted(map(tuple, torch.cat(by_episode).tolist())) == every  # each transition once
+    by_token = split(minibatch_tokens=3)
+    assert [len(mb) for mb in by_token] == [3, 3, 3, 1]
+    assert sorted(map(tuple, torch.cat(by_token).tolist())) == every
+    whole = split()  # the tiny preset: all transitions at once
+    assert len(whole) == 1 and sorted(map(tuple, whole[0].tolist())) == every
+
+
+def test_episode_minibatches(tiny_checkpoint, tmp_path, monkeypatch):
+    """In a run, minibatch_episodes=2 makes each optimizer step see the tokens of 2 whole episodes: 2 steps per
+    collect of 4 episodes, where the tiny preset's default takes one step on all of them."""
+    import critkl.rl as rl
+    steps = []
+    real = rl.minibatch_loss
+
+    def spy(policy, value_head, batch, sel, weights, cfg):
+        rows = sel[:, 0].unique()
+        steps.append((cfg.minibatch_episodes, len(rows), len(sel) == int(batch.mask[rows].sum())))
+        return real(policy, value_head, batch, sel, weights, cfg)
+
+    monkeypatch.setattr(rl, "minibatch_loss", spy)
+    kw = dict(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, home=tmp_path, progress=False)
+    finetune(minibatch_episodes=2, **kw)
+    finetune(**kw)
+    assert steps == [(2, 2, True), (2, 2, True), (0, 4, True)]
     with pytest.raises(ValueError, match="minibatch_episodes=-1"):
         finetune(preset="tiny", model_dir=str(tiny_checkpoint), minibatch_episodes=-1, home=tmp_path)
 
 
-def test_center_critic(tiny_checkpoint, tmp_path):
-    df = finetune(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, value_init="mean_return",
-                  home=tmp_path, progress=False)
-    assert df["loss"].notna().iloc[1]
+def test_value_init_mean_return_centres_the_first_update(tiny_checkpoint, tmp_path, monkeypatch):
+    """value_init="mean_return": the first update sees the critic at the collect's mean episode reward on
+    every token and, with gamma = lambda = 1, advantages R - mean R; by default it sees the random critic's
+    values."""
+    import critkl.rl as rl
+    seen = []
+    real = rl.update
+
+    def spy(policy, value_head, opt, batch, cfg, generator):
+        seen.append((batch.gen.values.clone(), batch.advantages.clone(), batch.rewards.sum(1), batch.mask.bool()))
+        return real(policy, value_head, opt, batch, cfg, generator)
+
+    monkeypatch.setattr(rl, "update", spy)
+    kw = dict(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, gamma=1.0, gae_lambda=1.0, home=tmp_path,
+              progress=False)
+    finetune(value_init="mean_return", **kw)
+    values, adv, R, m = seen[0]
+    assert torch.allclose(values[m], torch.full_like(values[m], float(R.mean())))
+    assert torch.allclose(adv, (R - R.mean())[:, None] * m)
+    finetune(**kw)
+    values, _, _, m = seen[1]
+    assert values[m].std() > 0  # a random critic: not one constant
     with pytest.raises(ValueError, match="value_init='zero'"):
         finetune(preset="tiny", model_dir=str(tiny_checkpoint), value_init="zero", home=tmp_path)
 
@@ -208,6 +269,7 @@ def test_reinforce_on_successes_and_critic_warmup(tiny_checkpoint, tmp_path):
     # the warm-up fits V(s) -> terminal reward in {0, 1}: its squared error is at most 1/2 * 1 per token
     # once fitted at all (0.5 * (V - R)^2 with V and R in [0, 1]) and a number, not NaN
     assert 0 <= df["critic_warmup_v_loss"].iloc[0] < 0.5 and df["loss"].notna().iloc[1]
+    assert "explained_variance" not in df and "clipfrac" not in df  # no critic in the advantages, no clipping
 
 
 def test_collect_stats_hand_computed():
@@ -250,3 +312,36 @@ def test_center_critic_values_and_advantages():
     assert torch.allclose(batch.gen.values, torch.tensor([[0.5, 0.5, 0.5], [0.5, 0.5, 0.0]]))
     assert torch.allclose(batch.advantages, torch.tensor([[0.5, 0.5, 0.5], [-0.5, -0.5, 0.0]]))
     assert torch.allclose(batch.returns, torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Gathering finished runs of the cache
+def _fake_run(home, name, cfg: dict, rows: list[dict]):
+    d = home / "rl" / name
+    d.mkdir(parents=True)
+    (d / "config.rl.json").write_text(json.dumps(cfg))
+    pd.DataFrame(rows).to_csv(d / "metrics.csv", index=False)
+
+
+def test_gather_runs(tmp_path):
+    home = tmp_path / "h"
+    _fake_run(home, "N3-plus1-standard-tiny-s0-aaa", dict(kl="standard", lr=0.5, reward="binary"),
+              [dict(round=0, episodes=0, acc_plus=0.1, kl="standard"), dict(round=1, episodes=4, acc_plus=0.2, kl="standard")])
+    _fake_run(home, "N2-plus1-none-tiny-s1-bbb", dict(kl="none"), [dict(round=0, episodes=0, acc_plus=0.3, kl="none")])
+    _fake_run(home, "N3-plus1-none-tiny-s0-ccc.partial", dict(kl="none"), [dict(round=0, acc_plus=0.0)])
+    (home / "rl" / "N3-empty").mkdir()
+    df = gather_runs(home)
+    assert sorted(df.run.unique()) == ["N2-plus1-none-tiny-s1-bbb", "N3-plus1-standard-tiny-s0-aaa"]
+    assert len(df) == 3
+    std = df[df.run.str.startswith("N3")]
+    assert std.lr.tolist() == [0.5, 0.5] and std.reward.tolist() == ["binary"] * 2
+    assert df[df.run.str.startswith("N2")].reward.tolist() == ["ternary"]  # omitted field -> its default
+    assert gather_runs(home, level=3).run.unique().tolist() == ["N3-plus1-standard-tiny-s0-aaa"]
+    assert gather_runs(home, since="2999-01-01").empty
+    assert gather_runs(tmp_path / "nothing").empty
+
+
+def test_gather_runs_default_home(_home):
+    _fake_run(_home, "N3-x", dict(kl="none"), [dict(round=0, acc_plus=0.5)])
+    assert gather_runs().run.tolist() == ["N3-x"]
+
