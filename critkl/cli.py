@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import sys
 import typing
@@ -11,9 +10,6 @@ import typing
 from .runs import RunFolderError
 from .config import (PRETRAIN_PRESETS, RL_PRESETS, CriticalConfig, PretrainConfig, RLConfig, pretrain_config,
                      rl_config)
-
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
-
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip=("preset",)) -> None:
     """One ``--field-name`` option per dataclass field, default None (= the preset's value)."""
@@ -103,26 +99,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def _certainty_kw(fn, certainty: str) -> dict:
-    """``certainty=`` (or ``kind=``) for a critkl.critical function that takes the certainty form; {} for
-    one that does not (it measures max_prob), where asking for another form is an error."""
-    params = inspect.signature(fn).parameters
-    for name in ("certainty", "kind"):
-        if name in params:
-            return {name: certainty}
-    if certainty != "max_prob":
-        raise ValueError(f"certainty={certainty!r} is not allowed: must be max_prob (critkl.critical."
-                         f"{fn.__name__} measures only that form)")
-    return {}
-
-
 def critical(cfg: CriticalConfig) -> None:
     """``critkl critical``: print the teacher-forced summary (critical vs other positions) and Table 1."""
-    from . import critical as C
+    from . import measure as C
     from .config import check_episode_fit
     from .model import checkpoint_level, load_checkpoint, read_info, select_device
 
-    kw_measure, kw_delta = _certainty_kw(C.measure, cfg.certainty), _certainty_kw(C.certainty_delta, cfg.certainty)
     info = read_info(cfg.model_dir)  # the folder and its critkl.json first: one clear error, nothing loaded
     level = checkpoint_level(info)
     device = select_device(cfg.device)
@@ -131,9 +113,9 @@ def critical(cfg: CriticalConfig) -> None:
     check_episode_fit(level, cfg.extra_digits, int(n_positions))
     probs = C.tracking_problems(level, cfg.extra_digits, cfg.n, cfg.seed)
     print(C.summarize(C.measure(model, tok, probs, level, cfg.temperature, cfg.ref_temperature, cfg.alpha,
-                                **kw_measure)).to_string(index=False))
+                                certainty=cfg.certainty)).to_string(index=False))
     print(C.table1(C.certainty_delta(model, tok, level, cfg.extra_digits, cfg.n, cfg.temperature,
-                                     cfg.ref_temperature, cfg.seed, **kw_delta)).to_string(index=False))
+                                     cfg.ref_temperature, cfg.seed, certainty=cfg.certainty)).to_string(index=False))
 
 
 if __name__ == "__main__":

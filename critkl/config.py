@@ -181,16 +181,12 @@ MODEL_PRESETS: dict[str, dict] = {
 
 # -------------------------------------------------------------------------------------------------
 @dataclass
-class PretrainConfig:
-    """Supervised pre-training on prompts + scratchpads with operands of 1..level digits."""
+class PretrainConfig(ModelConfig):
+    """Supervised pre-training on prompts + scratchpads with operands of 1..level digits (the architecture
+    fields are ``ModelConfig``'s)."""
 
     level: int = _f(3, "pre-training level N: operands have 1..N digits (paper: 7, 9, 11, 13)")
     preset: str = _f("cpu-modsum", "preset that filled the defaults: tiny, cpu-modsum or paper")
-    arch: str = _f("llama", "see ModelConfig.arch", choices=ARCHS)
-    n_layer: int = _f(4, "transformer blocks")
-    n_embd: int = _f(128, "hidden width")
-    n_head: int = _f(4, "attention heads")
-    n_positions: int = _f(2048, "maximum sequence length")
     aux_task: str = _f("none", "auxiliary 'general' task mixed into pre-training: none, or modsum (digit-wise "
                        "sum mod 10 in the same scratchpad format under the operator %)", choices=AUX_TASKS, omit_default=True)
     aux_fraction: float = _f(0.0, "fraction of each batch drawn from the auxiliary task", omit_default=True)
@@ -260,8 +256,7 @@ class PretrainConfig:
             self.aux_max_digits = type(self).__dataclass_fields__["aux_max_digits"].default
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(arch=self.arch, n_layer=self.n_layer, n_embd=self.n_embd,
-                           n_head=self.n_head, n_positions=self.n_positions)
+        return ModelConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelConfig)})
 
     @property
     def name(self) -> str:
@@ -379,7 +374,7 @@ class RLConfig:
     ref_temperature: float = _f(4.0, "temperature of the reference distribution in the certainty (paper: 4)")
     certainty: str = _f("max_prob", "certainty form J(s): max_prob (1 + log max p / log|V|, the released code's, "
                         "the one our calibration was measured with) or entropy (the paper's Eq. 2, normalized "
-                        "negentropy)", choices=("max_prob", "entropy"))
+                        "negentropy)", choices=CERTAINTIES)
     temperature: float = _f(2.0, "sampling temperature of the policy; the KL uses pi_ref at the same one (paper: 2)")
     algo: str = _f("a2c", "a2c (the paper's) or ppo (clipped)", choices=ALGOS)
     extra_digits: int = _f(1, "train on plus-k problems, k = extra_digits: one operand has level + k digits "
@@ -459,9 +454,9 @@ RL_PRESETS: dict[str, dict] = {
     "paper": dict(),
     # What runs in ~1 minute on 2 CPU cores: minibatches of whole episodes (8 steps per collect) with a
     # learning rate raised to match; sampling at T = 1 (at the paper's T = 2 a 1M-parameter model fails
-    # even in-distribution) and a certainty calibration measured on such a model (results/README.md):
+    # even in-distribution) and a certainty calibration measured on such a model (results/format1/README.md, "Certainty calibration"):
     # reference T = 1, alpha = 1000 keeps weight ~1 on ordinary tokens and ~0 at uncertain critical ones.
-    # RL dynamics measured on the 1M-parameter model (results/summary.md): the paper's A2C with a ternary
+    # RL dynamics measured on the 1M-parameter model (results/format1/README.md, "RL dynamics"): the paper's A2C with a ternary
     # reward makes every tested variant collapse (negative advantages on long failed episodes generalise
     # into "push everything down"); REINFORCE on successes (binary reward, no baseline, lambda 1) learns.
     # beta 0.2: any tested beta (0.05..5) stops that learning (k2 is unbounded on explored tokens).

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .config import KL_ESTIMATORS, KL_VARIANTS, LOSS_AVERAGES
+from .config import CERTAINTIES, KL_ESTIMATORS, KL_VARIANTS, LOSS_AVERAGES
 
 
 def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -40,9 +40,6 @@ def kl_estimate(logp, ref_logp, estimator: str = "k2") -> torch.Tensor:
     return KL_FUNCTIONS[estimator](logp, ref_logp)
 
 
-CERTAINTY_KINDS = ("max_prob", "entropy")
-
-
 def certainty(ref_logits: torch.Tensor, temperature: float, kind: str = "max_prob") -> torch.Tensor:
     """J(s), the reference model's certainty at state s, in [0, 1]: 1 for a one-hot distribution, 0 for
     a uniform one. ``temperature`` is the reference temperature T (4 in the paper), applied as
@@ -54,8 +51,8 @@ def certainty(ref_logits: torch.Tensor, temperature: float, kind: str = "max_pro
     """
     if not temperature > 0 or not math.isfinite(temperature):
         raise ValueError(f"reference temperature={temperature} must be a finite number > 0")
-    if kind not in CERTAINTY_KINDS:
-        raise ValueError(f"certainty kind={kind!r} is not allowed; choose one of: {', '.join(CERTAINTY_KINDS)}")
+    if kind not in CERTAINTIES:
+        raise ValueError(f"certainty kind={kind!r} is not allowed; choose one of: {', '.join(CERTAINTIES)}")
     logp = F.log_softmax(ref_logits.float() / temperature, dim=-1)
     h_max = math.log(ref_logits.shape[-1])
     if kind == "max_prob":

@@ -15,7 +15,8 @@ import torch
 from . import task
 from .analysis import mean_ci
 from .critical import APPENDIX_B_NAME, SITES, locate, reached_critical_states
-from .losses import CERTAINTY_KINDS, kl_weight
+from .config import CERTAINTIES
+from .losses import kl_weight
 from .losses import certainty as certainty_of
 from .sampling import completion_logits, forward, generate, left_pad
 from .tokenizer import decode, encode
@@ -114,7 +115,7 @@ def generation_deltas(cert, critical_positions) -> dict:
 
 @torch.no_grad()
 def certainty_delta(model, tok, level: int, extra_digits: int = 1, n_generations: int = 50, temperature: float = 1.0,
-                    ref_temperature: float = 1.0, seed: int = 0, steps: int = 3, certainty=CERTAINTY_KINDS,
+                    ref_temperature: float = 1.0, seed: int = 0, steps: int = 3, certainty=CERTAINTIES,
                     sites=("paper",)) -> pd.DataFrame:
     """The paper's Table 1 quantity: Delta-J(s) (``delta_certainty``) at critical vs non-critical states.
 

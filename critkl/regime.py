@@ -10,7 +10,6 @@ the command that trained the checkpoint) to a CSV of every configuration tried, 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 
 from . import task
 from .measure import measure, tracking_problems
+from .fileio import atomic_file
 from .model import load_checkpoint
 from .pretrain import accuracy_by_digits
 from .rollout import accuracy
@@ -59,7 +59,7 @@ def record(row: dict, csv: Path, note: str = "", command: str = "") -> pd.DataFr
     """Append ``row`` plus a free-text ``note`` and the ``command`` that trained the checkpoint to ``csv``
     and return the whole table. Every column of the old table and of ``row`` is kept (missing cells are
     empty); an old table's ``N`` column (before the rename to ``level``) is renamed. The file is written
-    atomically (a temporary file in the same folder, then ``os.replace``)."""
+    atomically (``critkl.fileio.atomic_file``)."""
     csv = Path(csv)
     csv.parent.mkdir(parents=True, exist_ok=True)
     old = pd.read_csv(csv) if csv.is_file() else pd.DataFrame()
@@ -67,12 +67,8 @@ def record(row: dict, csv: Path, note: str = "", command: str = "") -> pd.DataFr
         old = old.rename(columns={"N": "level"})
     new = pd.DataFrame([{**row, "note": note, "command": command or row.get("command", "")}])
     df = pd.concat([old, new], ignore_index=True) if len(old.columns) else new
-    tmp = csv.with_name(f".{csv.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_file(csv) as tmp:
         df.to_csv(tmp, index=False)
-        os.replace(tmp, csv)
-    finally:
-        tmp.unlink(missing_ok=True)
     return df
 
 
