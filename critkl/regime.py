@@ -17,41 +17,85 @@ import pandas as pd
 import torch
 
 from . import task
-from .measure import measure, tracking_problems
+from .measure import certainty_delta, failure_row, measure, table1, tracking_problems
 from .fileio import atomic_file
 from .model import load_checkpoint
 from .pretrain import accuracy_by_digits
 from .rollout import accuracy
+from .sampling import generate
 
 
-def probe(path, n: int = 64, temperatures=(1.0, 2.0), seed: int = 0) -> dict:
-    """Numbers that say whether a checkpoint is in the paper's regime (see module docstring)."""
+# The premise (the regime issue): a configuration holds it when, on at least 2 of its 3 pre-training seeds,
+# every criterion holds. (column, comparison, threshold)
+PREMISE = (("greedy_min_1toN", ">=", 0.97), ("plus1_T1", ">=", 0.15), ("plus1_T1", "<=", 0.60),
+           ("fail_at_critical", ">=", 0.5), ("p_first_comma_mean", "<=", 0.8))
+
+
+def config_name(cfg: dict) -> str:
+    """A pre-training configuration without its seed (its seeds share it): level, architecture and size,
+    auxiliary task, steps, precision."""
+    aux = f"-{cfg['aux_task']}{cfg['aux_max_digits']}x{cfg['aux_fraction']:g}" if cfg.get("aux_task", "none") != "none" else ""
+    return (f"N{cfg['level']}-{cfg['arch']}{cfg['n_layer']}x{cfg['n_embd']}{aux}-{cfg['max_steps']}steps"
+            f"-lr{cfg['lr']:g}-b{cfg['batch_size']}-{cfg.get('precision', 'bf16')}")
+
+
+def premise_holds(row: dict) -> bool:
+    """Whether one probed checkpoint meets every criterion of ``PREMISE``."""
+    ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
+    return all(ops[op](row[col], bound) for col, op, bound in PREMISE)
+
+
+@torch.no_grad()
+def probe(path, n: int = 256, n_greedy: int = 128, n_table1: int = 50, seed: int = 0) -> dict:
+    """Numbers that say whether a checkpoint is in the paper's regime (see module docstring):
+
+    - ``greedy_min_1toN``: worst greedy exact match over operand lengths 1..N (``n_greedy`` problems each,
+      both operands of that length), and ``greedy_N+1``, ``greedy_N+2``;
+    - ``plus1_T1``, ``plus2_T1``, ``comfort_T1``: success of one sample at temperature 1 on ``n`` problems;
+    - ``fail_at_critical``: of the failed plus-1 samples, the share whose first wrong character is at a
+      critical site (the paper's commas and digits, or the Appendix-B copy site);
+    - ``p_first_comma_mean``, ``p_critical_mean``: teacher-forced probability of the right character at the
+      first critical comma and at every critical character (``n`` true plus-1 texts, temperature 1);
+    - ``dJ_critical_<form>_T<t>``: Table 1's Delta-J at critical tokens (``n_table1`` generations), both
+      certainty forms, reference temperature 1 and the paper's 4; ``premise``: ``premise_holds``.
+    """
     model, tok, info = load_checkpoint(path)
     cfg = info["config"]
     N = int(cfg["level"])
-    out = dict(checkpoint=Path(path).name, arch=cfg["arch"], level=N, aux_task=cfg.get("aux_task", "none"),
-               aux_fraction=cfg.get("aux_fraction", 0.0), aux_max_digits=cfg.get("aux_max_digits", ""),
-               steps=info["steps"], minutes=round(info["seconds"] / 60, 1), n_params=info["n_params"])
-    greedy = accuracy_by_digits(model, tok, range(1, N + 3), n, seed=seed + 7)
+    out = dict(format=info.get("format", task.FORMAT_VERSION), config=config_name(cfg), pretrain_seed=cfg["seed"],
+               checkpoint=Path(path).name, arch=cfg["arch"], n_layer=cfg["n_layer"], n_embd=cfg["n_embd"], level=N,
+               aux_task=cfg.get("aux_task", "none"), aux_fraction=cfg.get("aux_fraction", 0.0),
+               aux_max_digits=cfg.get("aux_max_digits", ""), precision=cfg.get("precision", ""),
+               steps=info["steps"], minutes=round(info["seconds"] / 60, 1), n_params=info["n_params"],
+               trained_on=info.get("cpu_capability", ""))
+    greedy = accuracy_by_digits(model, tok, range(1, N + 3), n_greedy, seed=seed + 7)
     acc = dict(zip(greedy.digits, greedy.accuracy))
     out["greedy_min_1toN"] = min(acc[d] for d in range(1, N + 1))
     out["greedy_N+1"], out["greedy_N+2"] = acc[N + 1], acc[N + 2]
     rng = np.random.default_rng([seed, 3])
     plus1 = task.Split("plus", N, 1).sample(n, rng)
-    comfort = task.Split("comfort", N).sample(n, rng)
-    for t in temperatures:
-        g = torch.Generator().manual_seed(seed)
-        out[f"plus1_T{t:g}"] = accuracy(model, tok, plus1, N, 1, t, g)
-        out[f"comfort_T{t:g}"] = accuracy(model, tok, comfort, N, 0, t, g)
-    plus2 = task.Split("plus", N, 2).sample(n, rng)
-    out["plus2_T1"] = accuracy(model, tok, plus2, N, 2, 1.0, torch.Generator().manual_seed(seed))
+    gen = generate(model, tok, [task.prompt(a, b) for a, b in plus1], task.episode_limit(N, 1), 1.0,
+                   torch.Generator().manual_seed(seed))
+    rows = pd.DataFrame([failure_row(t, a, b, N) for t, (a, b) in zip(gen.texts, plus1)])
+    failed = rows[~rows.correct.astype(bool)]
+    out["plus1_T1"] = float(rows.correct.mean())
+    out["fail_at_critical"] = float((failed.site.str.startswith("critical:") | (failed.site == "appendix_b")).mean()
+                                    if len(failed) else float("nan"))
+    out["comfort_T1"] = accuracy(model, tok, task.Split("comfort", N).sample(n, rng), N, 0, 1.0,
+                                 torch.Generator().manual_seed(seed))
+    out["plus2_T1"] = accuracy(model, tok, task.Split("plus", N, 2).sample(n, rng), N, 2, 1.0,
+                               torch.Generator().manual_seed(seed))
     df = measure(model, tok, tracking_problems(N, 1, n, seed), N, temperature=1.0, ref_temperature=1.0, alpha=1.0)
     crit, other = df[df.critical], df[~df.critical]
     first = crit[(crit.step == 1) & (crit.name == "n+1_comma")]
     out.update(p_first_comma_mean=first.p_correct.mean(), p_first_comma_median=first.p_correct.median(),
                p_critical_mean=crit.p_correct.mean(), p_critical_median=crit.p_correct.median(),
-               p_other_mean=other.p_correct.mean(),
-               certainty_critical_median=crit.certainty.median(), certainty_other_median=other.certainty.median())
+               p_other_mean=other.p_correct.mean())
+    for ref_t in (1.0, 4.0):
+        t1 = table1(certainty_delta(model, tok, N, 1, n_table1, 1.0, ref_t, seed=seed))
+        for r in t1[t1.tokens == "critical"].itertuples():
+            out[f"dJ_critical_{r.certainty_kind}_T{ref_t:g}"] = r.mean
+    out["premise"] = premise_holds(out)
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 
@@ -72,7 +116,7 @@ def record(row: dict, csv: Path, note: str = "", command: str = "") -> pd.DataFr
     return df
 
 
-def probe_and_record(dirs, csv="results/regime_search.csv", note: str = "", command: str = "", n: int = 64) -> pd.DataFrame:
+def probe_and_record(dirs, csv="results/regime_search.csv", note: str = "", command: str = "", n: int = 256) -> pd.DataFrame:
     """``probe`` every checkpoint folder of ``dirs`` and ``record`` it in ``csv``; returns the probed rows."""
     rows = []
     for d in dirs:

@@ -4,25 +4,27 @@ import pytest
 from critkl.measure import measure, tracking_problems
 from critkl.model import load_checkpoint
 from critkl.pretrain import accuracy_by_digits
-from critkl.regime import probe, probe_and_record, record
+from critkl.regime import premise_holds, probe, probe_and_record, record
 
 
 def test_probe_and_record(tiny_checkpoint, tmp_path):
-    row = probe(tiny_checkpoint, n=2, temperatures=(1.0,))
-    assert row["level"] == 2 and set(row) >= {"plus1_T1", "comfort_T1", "plus2_T1"}
+    row = probe(tiny_checkpoint, n=4, n_greedy=2, n_table1=3)
+    assert row["level"] == 2 and set(row) >= {"plus1_T1", "comfort_T1", "plus2_T1", "fail_at_critical", "premise",
+                                              "dJ_critical_max_prob_T1", "dJ_critical_entropy_T4", "config"}
+    assert "-s0" not in row["config"] and row["pretrain_seed"] == 0 and row["precision"] in ("bf16", "fp32")
     # the numbers are the named quantities, recomputed here from their sources (probe rounds to 4 places)
     model, tok, _ = load_checkpoint(tiny_checkpoint)
     greedy = accuracy_by_digits(model, tok, range(1, 5), 2, seed=7).set_index("digits").accuracy
     assert row["greedy_min_1toN"] == round(min(greedy[1], greedy[2]), 4)
     assert (row["greedy_N+1"], row["greedy_N+2"]) == (round(greedy[3], 4), round(greedy[4], 4))
-    df = measure(model, tok, tracking_problems(2, 1, 2, 0), 2)
+    df = measure(model, tok, tracking_problems(2, 1, 4, 0), 2)
     crit = df[df.critical]
     first = crit[(crit.step == 1) & (crit.name == "n+1_comma")]
-    assert len(first) == 2  # one first comma per plus-1 problem
+    assert first.problem.nunique() == 4  # every plus-1 problem has an (N+1)-digit operand, so a first comma
     assert row["p_first_comma_mean"] == pytest.approx(round(first.p_correct.mean(), 4), abs=1e-12)
     assert row["p_critical_mean"] == pytest.approx(round(crit.p_correct.mean(), 4), abs=1e-12)
     assert row["p_other_mean"] == pytest.approx(round(df[~df.critical].p_correct.mean(), 4), abs=1e-12)
-    assert row["certainty_critical_median"] == pytest.approx(round(crit.certainty.median(), 4), abs=1e-12)
+    assert row["premise"] == premise_holds(row)
     csv = tmp_path / "r.csv"
     record(row, csv, "first", command="critkl pretrain --preset tiny")
     df = record(row, csv, "second")
@@ -54,3 +56,11 @@ def test_record_keeps_every_column_and_writes_atomically(tmp_path):
     assert sorted(p.name for p in csv.parent.iterdir()) == ["r.csv"]  # no temporary file left behind
     # a command given in the row itself is kept when none is passed
     assert record(dict(checkpoint="z", command="in-row"), csv).command.iloc[-1] == "in-row"
+
+
+def test_premise_criteria():
+    good = dict(greedy_min_1toN=0.99, plus1_T1=0.3, fail_at_critical=0.55, p_first_comma_mean=0.6)
+    assert premise_holds(good)
+    for col, value in [("greedy_min_1toN", 0.96), ("plus1_T1", 0.1), ("plus1_T1", 0.7), ("fail_at_critical", 0.4),
+                       ("p_first_comma_mean", 0.9)]:
+        assert not premise_holds({**good, col: value}), col
