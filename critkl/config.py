@@ -354,7 +354,8 @@ def critkl_home() -> Path:
 KL_VARIANTS = ("none", "standard", "prioritized")
 CERTAINTIES = ("max_prob", "entropy")
 KL_ESTIMATORS = ("k1", "k2", "k3")
-ALGOS = ("a2c", "ppo")
+ALGOS = ("a2c", "ppo", "grpo")
+GRPO_SCALES = ("std", "none")
 LOSS_AVERAGES = ("token", "episode")
 REWARDS = ("ternary", "binary")
 BASELINES = ("critic", "none")
@@ -376,7 +377,12 @@ class RLConfig:
                         "the one our calibration was measured with) or entropy (the paper's Eq. 2, normalized "
                         "negentropy)", choices=CERTAINTIES)
     temperature: float = _f(2.0, "sampling temperature of the policy; the KL uses pi_ref at the same one (paper: 2)")
-    algo: str = _f("a2c", "a2c (the paper's) or ppo (clipped)", choices=ALGOS)
+    algo: str = _f("a2c", "a2c (the paper's), ppo (clipped), or grpo (group-relative advantages over group_size "
+                   "samples of each problem, PPO-clipped policy term, no critic; DeepSeekMath)", choices=ALGOS)
+    group_size: int = _f(8, "grpo: samples per problem (G); episodes_per_collect must be a multiple of it",
+                         omit_default=True)
+    grpo_scale: str = _f("std", "grpo: advantage (R - group mean) / (group std + 1e-4) (std, GRPO's) or "
+                         "R - group mean (none, Dr. GRPO's)", choices=GRPO_SCALES, omit_default=True)
     extra_digits: int = _f(1, "train on plus-k problems, k = extra_digits: one operand has level + k digits "
                            "(the paper: 1 in the KL experiment, 2 in the level experiment)")
     lr: float = _f(1e-6, "Adam learning rate (paper: 1e-6)")
@@ -422,6 +428,7 @@ class RLConfig:
         _choice("kl", self.kl, KL_VARIANTS)
         _choice("estimator", self.estimator, KL_ESTIMATORS)
         _choice("algo", self.algo, ALGOS)
+        _choice("grpo_scale", self.grpo_scale, GRPO_SCALES)
         _choice("device", self.device, DEVICES)
         self.preset = resolve_preset(type(self), self.preset)
         _choice("preset", self.preset, tuple(RL_PRESETS) + ("custom",))
@@ -435,11 +442,14 @@ class RLConfig:
             beta=(0, None), alpha=(0, None), ref_temperature=(MIN_TEMPERATURE, None),
             temperature=(MIN_TEMPERATURE, None), extra_digits=(1, MAX_DIGITS - 1), lr=(0, None, "open"),
             episodes_per_collect=(1, MAX_BATCH), rounds=(1, MAX_COUNT), minibatch_tokens=(0, MAX_COUNT),
-            minibatch_episodes=(0, MAX_BATCH), update_epochs=(1, MAX_COUNT), gamma=(0, 1), gae_lambda=(0, 1),
+            minibatch_episodes=(0, MAX_BATCH), group_size=(1, MAX_BATCH), update_epochs=(1, MAX_COUNT), gamma=(0, 1), gae_lambda=(0, 1),
             vf_coef=(0, None), ent_coef=(0, None), clip=(0, None), max_grad_norm=(0, None, "open"),
             value_hidden=(1, MAX_VALUE_HIDDEN), critic_warmup=(0, MAX_COUNT), critic_epochs=(1, MAX_COUNT),
             critic_lr=(0, None, "open"), eval_plus=(1, MAX_BATCH), eval_comfort=(0, MAX_BATCH),
             track_critical=(0, MAX_BATCH), seed=(0, MAX_SEED)))
+        if self.algo == "grpo" and (self.group_size < 2 or self.episodes_per_collect % self.group_size):
+            raise _bad("group_size", self.group_size, f"an integer >= 2 that divides episodes_per_collect="
+                       f"{self.episodes_per_collect} (algo='grpo' samples group_size episodes per problem)")
         t = self.eval_temperature
         if not (t == -1 or t == 0 or (math.isfinite(t) and t >= MIN_TEMPERATURE)):
             raise _bad("eval_temperature", t, f"-1 (the training temperature), 0 (greedy) or a finite number "
@@ -466,6 +476,10 @@ RL_PRESETS: dict[str, dict] = {
     "tiny": dict(lr=1e-3, episodes_per_collect=4, rounds=2, minibatch_tokens=0, eval_plus=4, eval_comfort=2,
                  track_critical=2, alpha=10.0, ref_temperature=1.0),
 }
+# The frontier's other two methods on the cpu-reinforce budget: the paper's A2C (ternary reward, critic,
+# GAE 0.95), and GRPO as practitioners run it (4 problems x 8 samples per collect, binary reward, k3 KL).
+RL_PRESETS["cpu-a2c"] = dict(RL_PRESETS["cpu-reinforce"], reward="ternary", baseline="critic", gae_lambda=0.95)
+RL_PRESETS["cpu-grpo"] = dict(RL_PRESETS["cpu-reinforce"], algo="grpo", group_size=8, estimator="k3", vf_coef=0.0)
 
 
 def rl_config(preset: str = "cpu-reinforce", **overrides) -> RLConfig:

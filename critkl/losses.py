@@ -114,6 +114,20 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     return (1 - (r - v).var(unbiased=False) / var_r) if var_r > 0 else torch.tensor(float("nan"))
 
 
+def group_advantages(episode_rewards: torch.Tensor, group_size: int, scale: str = "std",
+                     eps: float = 1e-4) -> torch.Tensor:
+    """GRPO's advantage (Shao et al. 2024, DeepSeekMath, Sec. 4.1.2; TRL's ``GRPOTrainer``): each episode's
+    reward against the other samples of the same problem, A_i = (R_i - mean_g R) / (std_g R + eps), with the
+    unbiased group std as TRL computes it; ``scale="none"`` is Dr. GRPO's (Liu et al. 2025) R_i - mean_g R.
+    ``episode_rewards`` is ``(B,)`` with the G samples of a problem consecutive. A group whose samples all
+    fail (or all succeed) gets advantage 0 everywhere: it pushes nothing."""
+    r = episode_rewards.float().view(-1, group_size)
+    adv = r - r.mean(1, keepdim=True)
+    if scale == "std":
+        adv = adv / (r.std(1, keepdim=True) + eps)
+    return adv.reshape(-1)
+
+
 def value_loss(values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
     """Critic term: 1/2 (V(s_t) - R_t)^2."""
     return 0.5 * (values - returns.detach()) ** 2

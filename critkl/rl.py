@@ -1,7 +1,8 @@
 """RL fine-tuning with the standard or the prioritized KL penalty (the paper's Section 5 set-up).
 
 Each round: collect ``episodes_per_collect`` plus-k episodes (critkl.rollout), one pass over their
-tokens in minibatches of ``minibatch_tokens`` (A2C, or PPO as an option), then evaluate. The loss is
+tokens in minibatches of ``minibatch_tokens`` (A2C, PPO, or GRPO: group-relative advantages over
+``group_size`` samples of each problem), then evaluate. The loss is
 ``critkl.losses.total_loss``: policy term + value term - entropy bonus + beta * w(s) * KL, with
 w(s) = 1 (standard), J(s)^alpha (prioritized) or 0 (none). Runs are cached by config and resumable.
 
@@ -10,7 +11,7 @@ preset reinforces successes only (binary reward, ``baseline="none"``, lambda 1):
 the negative advantages of failed episodes wreck the policy (results/format1/README.md, "RL dynamics").
 
 Beside the loss terms each round logs CleanRL's diagnostics of the update: ``approx_kl`` (how far the
-update moved the policy from the one that sampled), ``clipfrac`` (PPO) and ``explained_variance`` (critic).
+update moved the policy from the one that sampled), ``clipfrac`` (PPO, GRPO) and ``explained_variance`` (critic).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from .losses import (approx_kl, clipped, entropy, explained_variance, gae, kl_es
 from .measure import critical_probabilities, tracking_problems  # the evaluation's Fig.-7 tracking, not the update
 from .model import CheckpointError, load_checkpoint, read_info, save_checkpoint, select_device
 from .runs import RunFolder, rng_state, set_rng_state
-from .rollout import Batch, accuracy, collect
+from .rollout import Batch, accuracy, collect, draw_problems
 from .sampling import Generation, completion_logits, token_logprobs
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -80,7 +81,7 @@ def minibatches(mask: torch.Tensor, cfg: RLConfig, generator: torch.Generator) -
 def minibatch_loss(policy, value_head, batch: Batch, sel: torch.Tensor, weights: torch.Tensor, cfg: RLConfig):
     """The loss on the transitions ``sel`` (CleanRL's ``ppo.py``, term by term): policy term, value term,
     entropy bonus, and the KL term with its per-token weight (1, J(s)^alpha or 0) beside it. The terms
-    also hold CleanRL's ``approx_kl`` and, for PPO, ``clipfrac`` (no gradient; averaged like the terms)."""
+    also hold CleanRL's ``approx_kl`` and, for PPO and GRPO, ``clipfrac`` (no gradient; averaged like the terms)."""
     rows = sel[:, 0].unique()
     local = torch.searchsorted(rows, sel[:, 0].contiguous())
     sub_mask = torch.zeros((len(rows), batch.mask.shape[1]), dtype=torch.float32, device=batch.mask.device)
@@ -105,7 +106,7 @@ def minibatch_loss(policy, value_head, batch: Batch, sel: torch.Tensor, weights:
                              cfg.vf_coef, cfg.ent_coef, cfg.beta)
     with torch.no_grad():
         terms["approx_kl"] = masked_mean(approx_kl(per_token_logp, gen.logprobs), sub_mask)
-        if cfg.algo == "ppo":
+        if cfg.algo != "a2c":  # ppo and grpo clip
             terms["clipfrac"] = masked_mean(clipped(per_token_logp, gen.logprobs, cfg.clip).float(), sub_mask)
     return loss, terms
 
@@ -132,7 +133,7 @@ def update(policy, value_head, opt, batch: Batch, cfg: RLConfig, generator: torc
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n += 1
     out = {k: v / max(n, 1) for k, v in sums.items()}
-    if cfg.baseline == "critic":
+    if cfg.baseline == "critic" and cfg.algo != "grpo":
         out["explained_variance"] = float(explained_variance(batch.gen.values, batch.returns, batch.mask))
     return out
 
@@ -289,16 +290,14 @@ def train(cfg: RLConfig, info: dict, run: RunFolder, device: torch.device, progr
         rows.append(merge(row, {"seconds": time.perf_counter() - t0}))
         crits.append(crit)
         for _ in tqdm(range(cfg.critic_warmup), desc="critic warm-up", disable=not progress or not cfg.critic_warmup):
-            batch = collect(policy, value_head, None, tok, train_split.sample(cfg.episodes_per_collect, rng), level,
-                            cfg, sample_gen)
+            batch = collect(policy, value_head, None, tok, draw_problems(train_split, cfg, rng), level, cfg, sample_gen)
             rows[0]["critic_warmup_v_loss"] = warm_up_critic(policy, value_head, batch, cfg, shuffle_gen)
 
     bar = tqdm(total=cfg.rounds, initial=start, desc=f"finetune {cfg.kl}", disable=not progress)
     for r in range(start, cfg.rounds):
         # ---- collect
         t_collect = time.perf_counter()
-        batch = collect(policy, value_head, ref, tok, train_split.sample(cfg.episodes_per_collect, rng), level,
-                        cfg, sample_gen)
+        batch = collect(policy, value_head, ref, tok, draw_problems(train_split, cfg, rng), level, cfg, sample_gen)
         if r == 0 and cfg.value_init == "mean_return":
             center_critic(value_head, batch, cfg)
         # ---- update

@@ -16,7 +16,7 @@ import torch
 from . import task
 from .config import REWARDS, RLConfig
 from .critical import critical_mask
-from .losses import certainty, gae
+from .losses import certainty, gae, group_advantages
 from .sampling import Generation, completion_logits, generate, token_logprobs
 
 
@@ -52,6 +52,14 @@ def terminal_rewards(mask: torch.Tensor, correct: torch.Tensor, kind: str = "ter
     return rewards
 
 
+def draw_problems(split: task.Split, cfg: RLConfig, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """The problems of one collect: ``episodes_per_collect`` draws, or for GRPO ``episodes_per_collect /
+    group_size`` draws, each repeated ``group_size`` times in a row (one group of samples per problem)."""
+    if cfg.algo != "grpo":
+        return split.sample(cfg.episodes_per_collect, rng)
+    return [p for p in split.sample(cfg.episodes_per_collect // cfg.group_size, rng) for _ in range(cfg.group_size)]
+
+
 @torch.no_grad()
 def collect(policy, value_head, ref_model, tok, problems, level: int, cfg: RLConfig,
             generator: torch.Generator) -> Batch:
@@ -69,8 +77,12 @@ def collect(policy, value_head, ref_model, tok, problems, level: int, cfg: RLCon
     correct = torch.tensor([task.is_correct(t, a, b) for t, (a, b) in zip(gen.texts, problems)], device=device)
     mask = gen.completion_mask
     rewards = terminal_rewards(mask, correct, cfg.reward)
-    values = gen.values if cfg.baseline == "critic" else torch.zeros_like(gen.values)
-    advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
+    if cfg.algo == "grpo":  # one advantage per episode, on every one of its tokens; no critic
+        advantages = group_advantages(rewards.sum(1), cfg.group_size, cfg.grpo_scale)[:, None] * mask
+        returns = rewards.sum(1, keepdim=True) * mask
+    else:
+        values = gen.values if cfg.baseline == "critic" else torch.zeros_like(gen.values)
+        advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
     ref_logprobs = ref_cert = None
     if ref_model is not None:
         ref_logits, _, _ = completion_logits(ref_model, gen)

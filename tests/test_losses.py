@@ -131,3 +131,15 @@ def test_update_diagnostics_hand_computed():
     assert losses.explained_variance(R, R, mask).item() == pytest.approx(1.0)                       # perfect
     assert losses.explained_variance(torch.full_like(R, 0.3), R, mask).item() == pytest.approx(0.0)  # constant
     assert math.isnan(losses.explained_variance(V, torch.ones_like(R), mask).item())                  # R constant
+
+
+def test_group_advantages_hand_computed():
+    from critkl.losses import group_advantages
+    # two problems x G = 4 samples: rewards 1,0,0,0 (mean 0.25, unbiased std 0.5) and all failed
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    a = group_advantages(r, 4)
+    assert torch.allclose(a[:4], torch.tensor([0.75, -0.25, -0.25, -0.25]) / (0.5 + 1e-4))
+    assert torch.equal(a[4:], torch.zeros(4))  # a group that all failed pushes nothing
+    assert torch.allclose(group_advantages(r, 4, scale="none")[:4], torch.tensor([0.75, -0.25, -0.25, -0.25]))
+    # ternary and binary rewards give the same std-scaled advantage (an affine change of R)
+    assert torch.allclose(group_advantages(2 * r - 1, 4), a, atol=1e-3)

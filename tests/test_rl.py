@@ -345,3 +345,26 @@ def test_gather_runs_default_home(_home):
     _fake_run(_home, "N3-x", dict(kl="none"), [dict(round=0, acc_plus=0.5)])
     assert gather_runs().run.tolist() == ["N3-x"]
 
+
+
+def test_grpo_groups_problems_and_uses_group_advantages(tiny_checkpoint, tmp_path, monkeypatch):
+    import critkl.rl as rl_mod
+    from critkl.losses import group_advantages
+    cfg = rl_config("tiny", model_dir=str(tiny_checkpoint), algo="grpo", group_size=2, rounds=1, reward="binary",
+                    estimator="k3", kl="standard")
+    seen = []
+    real_update = rl_mod.update
+
+    def spy(policy, value_head, opt, batch, cfg_, generator):
+        seen.append(batch)
+        return real_update(policy, value_head, opt, batch, cfg_, generator)
+
+    monkeypatch.setattr(rl_mod, "update", spy)
+    df = finetune(cfg, home=tmp_path, progress=False)
+    batch = seen[0]
+    assert batch.problems[0::2] == batch.problems[1::2]  # each problem sampled group_size times in a row
+    per_episode = group_advantages(batch.rewards.sum(1), 2)
+    assert torch.allclose(batch.advantages, per_episode[:, None] * batch.mask)  # same advantage on every token
+    assert "clipfrac" in df and "explained_variance" not in df and math.isfinite(df["approx_kl"].iloc[1])
+    with pytest.raises(ValueError, match="group_size=3"):
+        rl_config("tiny", model_dir="x", algo="grpo", group_size=3)  # does not divide 4 episodes
