@@ -34,8 +34,11 @@ a point running longer than ``--timeout-min`` is killed and counted failed::
     critkl gather sweeps/task --out sweeps/task.csv
 
 **On a SLURM cluster** (``--executor slurm``; DIR must be on the shared file system): one submitit job
-array (submitit's files in ``DIR/_slurm``), ``--timeout-min`` is the SLURM time limit of each point. The
-command waits for the array and prints the same summary; run it again to resume::
+array (submitit's files in ``DIR/_slurm``, :func:`sbatch_script` shows its script), ``--timeout-min`` is
+the SLURM time limit of each point (a point killed at it is counted failed, with SLURM's reason). The
+command waits for the array, watching the result files and ``squeue`` (not ``sacct``: where accounting is
+off, as on many small clusters, one line says so), and prints the same summary. Run it again to resume:
+a point whose job from the killed run is still queued is waited for, not submitted twice::
 
     critkl sweep book/task.ipynb --grid seed=0,1,2,3 --grid level=7,9 --out /shared/sweeps/task \\
         --executor slurm --slurm-partition gpu --slurm-gpus-per-job 1 --slurm-array-parallelism 8 \\
@@ -283,32 +286,160 @@ def write_metrics(df, results_dir, name: str = "metrics.csv") -> Path:
 
 # ------------------------------------------------------------------------------------- executors
 
+SLURM_JOB_NAME = "critkl-sweep"
+SQUEUE_EVERY_S = 10      # how often a SLURM sweep asks squeue which of its jobs are still queued
+SLURM_JOBS = "jobs.json"  # DIR/_slurm/jobs.json: point id -> SLURM job id, for a resumed sweep to find them
+
+
+def _slurm_parameters(timeout_min: float, partition: str | None, gpus_per_job: int | None,
+                      array_parallelism: int | None) -> dict:
+    """submitit's SlurmExecutor parameters of a sweep; None values are left out (SLURM's default).
+    submitit asks SLURM for USR2 90 s before the time limit, for a checkpointable job to requeue itself. A
+    point cannot: the signal would only end it up to 2.5 min early, and under a limit of a few minutes at
+    once, before Python has a handler (exit status 140, no result). So the sweep asks for SIGCONT, a no-op,
+    and SLURM's own SIGTERM at the limit ends a point (its reason in the job's log and the summary)."""
+    params = dict(job_name=SLURM_JOB_NAME, time=math.ceil(timeout_min), partition=partition,
+                  gpus_per_node=gpus_per_job, array_parallelism=array_parallelism,
+                  additional_parameters={"signal": "CONT@90"})
+    return {k: v for k, v in params.items() if v is not None}
+
+
 def slurm_executor(folder, timeout_min: float = 120, partition: str | None = None,
                    gpus_per_job: int | None = None, array_parallelism: int | None = None):
     """submitit's SLURM executor for a sweep (one array job; None = SLURM's default). Raises
     :class:`SweepError` off a SLURM cluster (no ``srun``)."""
     import submitit
     try:
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        executor = submitit.SlurmExecutor(folder=folder)
     except RuntimeError as e:
         raise SweepError(f"executor slurm: {e}") from None
-    executor.update_parameters(name="critkl-sweep", timeout_min=math.ceil(timeout_min), slurm_partition=partition,
-                               gpus_per_node=gpus_per_job, slurm_array_parallelism=array_parallelism)
+    executor.update_parameters(**_slurm_parameters(timeout_min, partition, gpus_per_job, array_parallelism))
     return executor
 
 
+def sbatch_script(out, n_points: int, timeout_min: float = 120, partition: str | None = None,
+                  gpus_per_job: int | None = None, array_parallelism: int | None = None) -> str:
+    """The sbatch script that ``critkl sweep ... --out OUT --executor slurm`` submits for ``n_points``
+    points, made without SLURM and without submitting anything: for the book to show what runs."""
+    import shlex
+    from submitit.slurm.slurm import _make_sbatch_string
+    folder = Path(out).resolve() / "_slurm"
+    command = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(str(folder))}"
+    return _make_sbatch_string(command=command, folder=folder, map_count=n_points,
+                               **_slurm_parameters(timeout_min, partition, gpus_per_job, array_parallelism))
+
+
 def _run_submitit(executor, points: list[Point]):
-    """Yield (point, error or None) as the jobs of ``executor.map_array`` complete."""
+    """Yield (point, error or None) as the jobs of ``executor.map_array`` complete (the debug executor)."""
     import submitit
     jobs = executor.map_array(execute, points)
     point_of = {id(job): point for job, point in zip(jobs, points)}
     for job in submitit.helpers.as_completed(jobs, poll_frequency=2):
-        try:
-            job.result()
-            error = None
-        except Exception as e:  # noqa: BLE001 -- killed by SLURM (time limit, node failure, ...)
-            error = _error_line(e)
-        yield point_of[id(job)], error
+        yield point_of[id(job)], _job_error(job)
+
+
+def _job_error(job) -> str | None:
+    try:
+        job.result()
+        return None
+    except Exception as e:  # noqa: BLE001 -- the job failed outside execute (which never raises)
+        return _error_line(e)
+
+
+def _run_slurm(executor, points: list[Point]):
+    """Yield (point, error or None) as the array's jobs end. The jobs are watched with squeue and their
+    result files, not with sacct (submitit's way): many small clusters run without accounting, where sacct
+    fails on every poll and a job killed by SLURM (time limit, scancel) would be waited for forever.
+    A point whose job from an earlier, killed ``critkl sweep`` is still queued is waited for, not submitted
+    again (two jobs would run it in the same folder)."""
+    from submitit.slurm.slurm import SlurmJob
+    folder = Path(executor.folder)
+    record = folder / SLURM_JOBS
+    known = json.loads(record.read_text()) if record.exists() else {}
+    queued = _queued()
+    if queued is None:
+        raise SweepError("squeue failed: cannot tell whether the jobs of an earlier run of this sweep still run")
+    jobs = {i: SlurmJob(folder=folder, job_id=known[Path(p.folder).name], tasks=(0,))
+            for i, p in enumerate(points) if known.get(Path(p.folder).name) in queued}
+    new = [i for i in range(len(points)) if i not in jobs]
+    if new:
+        jobs.update(zip(new, executor.map_array(execute, [points[i] for i in new])))
+        known.update({Path(points[i].folder).name: jobs[i].job_id for i in new})
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(record, json.dumps(known, indent=1) + "\n")
+    _accounting_notice(next(iter(jobs.values())).job_id.split("_")[0], folder)
+    for i, job in _watch(jobs):
+        yield points[i], _slurm_outcome(points[i], job)
+
+
+def _queued() -> set[str] | None:
+    """Ids (``123_4``) of this user's sweep jobs not ended yet (pending, running, completing); None when
+    squeue fails (the controller is busy: ask again later)."""
+    try:
+        done = subprocess.run(["squeue", "--me", f"--name={SLURM_JOB_NAME}", "--noheader", "--array", "--format=%i"],
+                              capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(done.stdout.split()) if done.returncode == 0 else None
+
+
+def _watch(jobs: dict):
+    """Yield (key, job) of ``jobs`` as each ends: its result file appears, or squeue has lost it twice in a
+    row (the second time gives a slow shared file system a moment to show a result file written at the end)."""
+    waiting, missed, next_squeue = dict(jobs), dict.fromkeys(jobs, 0), time.monotonic() + SQUEUE_EVERY_S
+    while True:
+        for key, job in list(waiting.items()):
+            if job.paths.result_pickle.exists() or missed[key] >= 2:
+                del waiting[key]
+                yield key, job
+        if not waiting:
+            return
+        if time.monotonic() >= next_squeue:
+            queued, next_squeue = _queued(), time.monotonic() + SQUEUE_EVERY_S
+            if queued is not None:  # else no news: squeue failed
+                for key, job in waiting.items():
+                    missed[key] = 0 if job.job_id in queued else missed[key] + 1
+        time.sleep(1)
+
+
+def _slurm_outcome(point: Point, job) -> str | None:
+    """The error of an ended job (None: its point finished or failed by itself, see its error.txt). When
+    SLURM ended it (slurmstepd's ``*** JOB ... CANCELLED ... DUE TO TIME LIMIT ***`` line in its log), that
+    line is the point's error, also when the kernel died of SLURM's SIGTERM first and the point recorded
+    that: it is appended to error.txt, whose last line the summary shows."""
+    killed = _slurm_cancel_line(job)
+    if not job.paths.result_pickle.exists():
+        return killed or f"SLURM job {job.job_id} ended without a result; its log: {job.paths.stderr}"
+    error, error_file = _job_error(job), Path(point.folder) / ERROR
+    if killed and error_file.exists() and not (Path(point.folder) / MARKER).exists():
+        _write_atomic(error_file, error_file.read_text() + killed + "\n")
+    return error
+
+
+def _slurm_cancel_line(job) -> str | None:
+    """slurmstepd's ``*** JOB 12 (or STEP 12.0) ON node CANCELLED AT ... DUE TO TIME LIMIT ***`` in the job's
+    stderr, if any."""
+    try:
+        lines = Path(job.paths.stderr).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    found = [line.split("error: ", 1)[-1].strip() for line in lines if "slurmstepd" in line and "***" in line]
+    return next((line for line in found if line.startswith("*** JOB")), found[-1] if found else None)
+
+
+def _accounting_notice(job_id: str, folder: Path) -> None:
+    """One line where sacct cannot answer (accounting off, as on many small clusters), in place of submitit's
+    warning at every poll: the sweep does not need sacct."""
+    try:
+        done = subprocess.run(["sacct", "--noheader", "--allocations", "--format=JobID", f"--jobs={job_id}"],
+                              capture_output=True, text=True, timeout=60)
+        why = _last_line(done.stderr) if done.returncode else ""
+    except (OSError, subprocess.TimeoutExpired) as e:
+        why = str(e)
+    if why:
+        from tqdm.auto import tqdm
+        tqdm.write(f"critkl sweep: no SLURM accounting here (sacct: {why}); job states come from the sweep's "
+                   f"own files ({folder}, each point's {MARKER}) and squeue", file=sys.stderr)
 
 
 # A local worker loads this file alone, not the critkl package: papermill is all it needs, and importing
@@ -351,7 +482,7 @@ def _runner(executor: str, out: Path, jobs: int, timeout_min: float, slurm: dict
         import submitit
         return functools.partial(_run_submitit, submitit.DebugExecutor(folder=out / "_debug"))
     if executor == "slurm":
-        return functools.partial(_run_submitit, slurm_executor(out / "_slurm", timeout_min, **slurm))
+        return functools.partial(_run_slurm, slurm_executor(out / "_slurm", timeout_min, **slurm))
     raise SweepError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
 
 
@@ -384,7 +515,8 @@ def run_sweep(notebook, points: list[dict], out, executor: str = "local", jobs: 
     cpus = os.cpu_count() or 1
     threads = {"local": max(1, cpus // jobs), "debug": cpus}.get(executor)
     has_results = RESULTS_PARAM in notebook_parameters(notebook)
-    every = [Point(str(notebook), str(out / point_id(p)), p, has_results, threads, timeout_min * 60) for p in points]
+    cell_timeout_s = None if executor == "slurm" else timeout_min * 60  # SLURM's own time limit ends a point there
+    every = [Point(str(notebook), str(out / point_id(p)), p, has_results, threads, cell_timeout_s) for p in points]
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(out)
     with _locked(out):

@@ -22,3 +22,17 @@ def tiny_checkpoint(tmp_path_factory):
     from critkl.pretrain import pretrain
     home = tmp_path_factory.mktemp("shared_home")
     return pretrain(preset="tiny", level=2, home=home, progress=False)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """``SLURM_CONF`` of a real one-node SLURM cluster on this machine (tests/slurm_cluster.py: installed and
+    started when missing, reused when up). Skipped only where it cannot be had (not root, no apt-get), and
+    never in CI (``CI=true``): there the SLURM tests must run, so a missing cluster fails them."""
+    import slurm_cluster
+    try:
+        return slurm_cluster.ensure_cluster()
+    except slurm_cluster.Unavailable as e:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI runs the SLURM tests on a real cluster, but none can be started: {e}")
+        pytest.skip(f"no SLURM cluster: {e}")

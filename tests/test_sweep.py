@@ -1,5 +1,5 @@
 """critkl.sweep: plans checked before anything runs, papermill points in their folders, resuming after a
-SIGKILL, failures and time-outs counted, gather, and the SLURM path as far as a machine without SLURM allows."""
+SIGKILL, failures and time-outs counted, gather; and the same on a real one-node SLURM cluster."""
 import json
 import os
 import re
@@ -267,78 +267,120 @@ def test_write_metrics_is_atomic(tmp_path):
 
 # ------------------------------------------------------------------------------------------ SLURM
 
-def fake_bin(tmp_path: Path, **scripts: str) -> Path:
-    """Executables named after ``scripts`` in a folder, for PATH."""
-    folder = tmp_path / "bin"
-    folder.mkdir(exist_ok=True)
-    for name, text in scripts.items():
-        (folder / name).write_text(textwrap.dedent(text).lstrip())
-        (folder / name).chmod(0o755)
-    return folder
-
-
-def test_slurm_executor_sbatch_script(tmp_path, monkeypatch):
-    bin_ = fake_bin(tmp_path, srun="#!/bin/sh\n")
-    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
-    from submitit.slurm.slurm import _make_sbatch_string
-    executor = sweep.slurm_executor(tmp_path / "_slurm", timeout_min=89.5, partition="gpu", gpus_per_job=1,
-                                    array_parallelism=2)
-    assert executor.cluster == "slurm"
-    script = _make_sbatch_string(command="run", folder=executor.folder, map_count=4, **executor._executor.parameters)
+def test_sbatch_script_without_slurm(tmp_path, monkeypatch):
+    """The script of a submission, made where SLURM is missing (for the book); a real cluster runs it below."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun, no sbatch
+    script = sweep.sbatch_script(tmp_path / "sweep", 4, timeout_min=89.5, partition="gpu", gpus_per_job=1,
+                                 array_parallelism=2)
     lines = script.splitlines()
     for line in ["#SBATCH --array=0-3%2", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1",
-                 "#SBATCH --time=90", "#SBATCH --job-name=critkl-sweep"]:
+                 "#SBATCH --time=90", "#SBATCH --job-name=critkl-sweep", "#SBATCH --signal=CONT@90",
+                 f"#SBATCH --output={tmp_path}/sweep/_slurm/%A_%a_0_log.out"]:
         assert line in lines, script
-    assert f"#SBATCH --output={tmp_path}/_slurm/%A_%a_0_log.out" in lines
+    assert lines[-1].endswith(f"-u -m submitit.core._submit {tmp_path}/sweep/_slurm")
 
 
-FAKE_SBATCH = """
-    #!{python}
-    # Fake sbatch: records the script, runs every array task in the background with SLURM's variables.
-    import os, re, shutil, subprocess, sys
-    script = os.environ["FAKE_SLURM_DIR"] + "/job.sh"
-    shutil.copy(sys.argv[-1], script)
-    last = int(re.search(r"#SBATCH --array=0-(\\d+)%", open(script).read()).group(1))
-    for i in range(last + 1):
-        env = dict(os.environ, SLURM_JOB_ID=str(4243 + i), SLURM_ARRAY_JOB_ID="4242", SLURM_ARRAY_TASK_ID=str(i),
-                   SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NTASKS="1",
-                   SLURM_JOB_NUM_NODES="1", SLURM_JOB_NODELIST="localhost")
-        subprocess.Popen(["bash", script], env=env, start_new_session=True, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    print("Submitted batch job 4242")
-"""
-FAKE_SRUN = """
-    #!/bin/bash
-    # Fake srun: drop the options, run the command.
-    while [[ $1 == --* ]]; do if [[ $1 == --unbuffered ]]; then shift; else shift 2; fi; done
-    exec "$@"
-"""
+# A real one-node cluster (the slurm_cluster fixture, tests/slurm_cluster.py), accounting off as on many small
+# clusters. Each point is one job of one core; the node has this machine's cores.
+
+@pytest.fixture
+def slurm(slurm_cluster, monkeypatch):
+    """SLURM's clients see the one-node cluster; the sweep asks squeue every second (not 10: tests wait less)."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster))
+    monkeypatch.setattr(sweep, "SQUEUE_EVERY_S", 1)
+    return slurm_cluster
 
 
-def test_slurm_sweep_with_fake_sbatch(tmp_path, capsys, monkeypatch):
-    """The whole slurm path (map_array -> sbatch script -> submitit's job runner -> result pickles), with
-    sbatch/srun/sacct replaced by scripts that run the array on this machine."""
-    bin_ = fake_bin(tmp_path, sbatch=FAKE_SBATCH.replace("{python}", sys.executable), srun=FAKE_SRUN,
-                    sacct="#!/bin/sh\necho 'JobID|State|NodeList'\n", scancel="#!/bin/sh\n")
-    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_SLURM_DIR", str(tmp_path))
-    for var in sweep.THREAD_VARS:  # as on a cluster node: SLURM, not the submitting shell, sets them
-        monkeypatch.delenv(var, raising=False)
-    nb = tiny_notebook(tmp_path / "tiny.ipynb", METRICS_CELL)
+def slurm_cli(*argv) -> list[str]:
+    return [sys.executable, "-m", "critkl.cli", "sweep", *map(str, argv), "--executor", "slurm",
+            "--slurm-partition", "cpu", "--no-progress"]
+
+
+def test_slurm_sweep_of_task_chapter(slurm, tmp_path):
+    """The issue's command as a user runs it: both points finish, one line (not one per poll) says that
+    accounting is off, and the submitted script is the one :func:`sweep.sbatch_script` shows."""
     out = tmp_path / "sweep"
-    status, io = run_cli(capsys, nb, "--grid", "seed=0,1", "--out", out, "--executor", "slurm",
-                         "--slurm-partition", "debugq", "--slurm-gpus-per-job", "1", "--slurm-array-parallelism", "2",
-                         "--timeout-min", "10")
+    done = subprocess.run(slurm_cli(TASK, "--grid", "level=2,3", "--set", "n_samples=50", "--out", out,
+                                    "--timeout-min", 10), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "2 finished, 0 skipped (finished before), 0 failed" in done.stdout
+    assert [line for line in output.splitlines() if "accounting" in line] == [
+        "critkl sweep: no SLURM accounting here (sacct: Slurm accounting storage is disabled); job states come "
+        f"from the sweep's own files ({out}/_slurm, each point's done.json) and squeue"], output
+    assert "Bypassing" not in output and "sacct error" not in output
+    for level in (2, 3):
+        check_finished_point(out, {"level": level, "n_samples": 50}, "task.ipynb")
+    df = sweep.gather(out)
+    assert df.groupby("level")["digits"].max().to_dict() == {2: 3, 3: 4}  # the plus-1 split of each level
+    (submitted,) = (out / "_slurm").glob("*_submission.sh")
+    assert submitted.read_text() == sweep.sbatch_script(out, 2, timeout_min=10, partition="cpu")
+
+
+def test_killed_slurm_sweep_resumes_without_submitting_twice(slurm, tmp_path, capsys, monkeypatch):
+    """The command is SIGKILLed while both jobs run; they go on in SLURM. Run again, it waits for them (a
+    second submission would run each point twice, in the same folder) and finishes each point once."""
+    runs, gate = tmp_path / "runs.txt", tmp_path / "gate"
+    nb = tiny_notebook(tmp_path / "nap.ipynb",
+                       'import pathlib, time\npathlib.Path(results_dir, "started").touch()\n'
+                       'while not pathlib.Path(gate).exists():\n    time.sleep(0.05)',
+                       METRICS_CELL, 'with open(log, "a") as f:\n    f.write(f"{seed}\\n")')
+    out = tmp_path / "sweep"
+    argv = [nb, "--grid", "seed=0,1", "--set", f"gate={gate}", "--set", f"log={runs}", "--out", out]
+    with open(tmp_path / "killed.log", "w") as log:
+        proc = subprocess.Popen(slurm_cli(*argv), cwd=ROOT, start_new_session=True, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("*/started"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert len(list(out.glob("*/started"))) == 2, (tmp_path / "killed.log").read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    jobs = json.loads((out / "_slurm" / "jobs.json").read_text())
+    assert set(jobs.values()) <= sweep._queued()  # still running without the command
+
+    def queued_then_open_the_gate():  # the resumed sweep has seen the earlier jobs queued: let them finish
+        queued = real_queued()
+        gate.touch()
+        return queued
+    real_queued = sweep._queued
+    monkeypatch.setattr(sweep, "_queued", queued_then_open_the_gate)
+    status, io = run_cli(capsys, *argv, "--executor", "slurm", "--slurm-partition", "cpu")
     assert status == 0, io.out + io.err
     assert "2 finished, 0 skipped (finished before), 0 failed" in io.out
-    lines = (tmp_path / "job.sh").read_text().splitlines()
-    for line in ["#SBATCH --array=0-1%2", "#SBATCH --partition=debugq", "#SBATCH --gpus-per-node=1",
-                 "#SBATCH --time=10"]:
-        assert line in lines
+    assert sorted(runs.read_text().split()) == ["0", "1"]  # each point ran once
+    assert len(list((out / "_slurm").glob("*_submission.sh"))) == 1  # one array, submitted by the killed run
+    assert json.loads((out / "_slurm" / "jobs.json").read_text()) == jobs
     for seed in (0, 1):
-        check_finished_point(out, {"seed": seed}, "tiny.ipynb")
-    assert sorted(p.name for p in (out / "_slurm").glob("4242_*_result.pkl")) == ["4242_0_0_result.pkl",
-                                                                                   "4242_1_0_result.pkl"]
+        check_finished_point(out, {"seed": seed, "log": str(runs), "gate": str(gate)}, "nap.ipynb")
+    assert no_tmp_files(out) and not list(out.glob("*/error.txt"))
+
+
+def test_slurm_points_failing_and_over_the_time_limit(slurm, tmp_path, capsys, monkeypatch):
+    """seed 0 raises, seed 1 outlives its 1-minute SLURM time limit (SLURM kills it: no result file, and
+    sacct cannot say why), seed 2 finishes. The sweep ends, with each failure's reason in the summary."""
+    for var in sweep.THREAD_VARS:  # as on a cluster node: SLURM, not the submitting shell, sets them
+        monkeypatch.delenv(var, raising=False)
+    nb = tiny_notebook(tmp_path / "tiny.ipynb", 'if seed == 0:\n    raise ValueError("boom at seed 0")',
+                       "import time\nif seed == 1:\n    time.sleep(600)", METRICS_CELL)
+    out = tmp_path / "sweep"
+    start = time.monotonic()
+    status, io = run_cli(capsys, nb, "--grid", "seed=0,1,2", "--out", out, "--executor", "slurm",
+                         "--slurm-partition", "cpu", "--timeout-min", "1")
+    assert status == 1, io.out + io.err
+    assert time.monotonic() - start < 180  # killed at 1 to 1.5 min (SLURM checks time limits every 30 s)
+    assert "3 points in" in io.out and "1 finished, 0 skipped (finished before), 2 failed" in io.out
+    failed = {seed: out / sweep.point_id({"seed": seed}) for seed in (0, 1)}
+    assert f"FAILED {failed[0] / 'tiny.ipynb'}\n    ValueError: boom at seed 0" in io.out
+    cancelled = r"\*\*\* (JOB|STEP) \S+ ON \S+ CANCELLED AT \S+ DUE TO TIME LIMIT \*\*\*"  # slurmstepd's line
+    assert re.search(re.escape(f"FAILED {failed[1] / 'tiny.ipynb'}\n    ") + cancelled, io.out), io.out
+    for folder in failed.values():
+        assert not (folder / "done.json").exists() and (folder / "error.txt").exists()
+    nbformat.validate(nbformat.read(str(failed[0] / "tiny.ipynb"), as_version=4))
+    assert no_tmp_files(out)
+    check_finished_point(out, {"seed": 2}, "tiny.ipynb")
     assert sweep.gather(out)["threads"].isna().all()  # SLURM decides the threads (cpus-per-task)
 
 
