@@ -105,6 +105,18 @@ def locate(a: int, b: int, level: int, steps: int = 3, sites=("paper",)) -> list
     return out
 
 
+def example_problem(level: int, a: int, b: int, seed: int = 0) -> tuple[tuple[int, int], str]:
+    """The problem a chapter shows at ``level`` (the paper's Fig. 1 uses 3395+1791 at N = 3): ``(a, b)``
+    when it has critical tokens at that level, else the first plus-1 problem drawn with ``seed``; and a
+    line saying which, so a chapter re-executed at another level still has something to show."""
+    if locate(a, b, level):
+        return (a, b), f"{a}+{b} at level N = {level}"
+    import numpy as np
+    drawn = task.Split("plus", level, 1).sample(1, np.random.default_rng([seed, level]))[0]
+    return drawn, (f"{a}+{b} has no critical token at level N = {level}; drawn instead: {drawn[0]}+{drawn[1]} "
+                   f"(plus-1, seed {seed})")
+
+
 def locate_appendix_b(a: int, b: int, level: int, steps: int = 3) -> list[CriticalToken]:
     """Only the Appendix-B ``n_copy`` characters of ``(a, b)`` (see the module docstring)."""
     return locate(a, b, level, steps, sites=("appendix_b",))

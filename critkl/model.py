@@ -98,6 +98,14 @@ def machine_line() -> str:
             f"{torch.get_num_threads()} torch threads; torch {torch.__version__}{gpu}")
 
 
+def cpu_line() -> str:
+    """A short where-it-ran for chapter timings: torch's CPU capability, native bf16 or not, threads."""
+    bf16, _ = native_bf16(torch.device("cpu"))
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return (f"a CPU of capability {torch.backends.cpu.get_cpu_capability()} "
+            f"({'native' if bf16 else 'no native'} bf16), {torch.get_num_threads()} torch threads{gpu}")
+
+
 def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
     """``(bf16 | fp32, why)``: ``auto`` is bf16 autocast where ``device`` has native bf16 matmuls and fp32
     elsewhere; ``bf16`` and ``fp32`` are kept as asked."""

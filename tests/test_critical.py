@@ -116,3 +116,12 @@ def test_reached_critical_states_hand_computed():
     assert reached_critical_states(torch.tensor([1, 2, 3, 0, 0, 0]), torch.tensor([1, 1, 1, 0, 0, 0]), truth,
                                    [1, 2, 4]) == [1, 2]
 
+
+
+def test_example_problem_keeps_a_problem_with_critical_tokens_else_draws_one():
+    from critkl.critical import example_problem
+    (a, b), line = example_problem(3, 3395, 1791)
+    assert (a, b) == (3395, 1791) and "3395+1791" in line
+    (a, b), line = example_problem(6, 3395, 1791, seed=2)
+    assert locate(a, b, 6) and max(len(str(a)), len(str(b))) == 7 and "no critical token" in line
+    assert example_problem(6, 3395, 1791, seed=2)[0] == (a, b)  # seeded
