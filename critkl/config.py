@@ -1,7 +1,9 @@
 """Typed configs, one dataclass per stage (TRL style), their presets and their cache keys.
 
-Each field carries a help string (``metadata["help"]``) that the CLI shows; papermill parameters and the
-on-disk cache key are derived from the same dataclass, so the three cannot drift apart.
+Each field carries a help string (``metadata["help"]``) that the CLI shows, and the on-disk cache key is
+derived from the same dataclass, so the two cannot drift apart. The chapters' papermill parameters cells are
+written by hand (papermill needs literals); ``tests/test_chapters.py`` checks that each default there equals
+the value of the preset the chapter names.
 """
 from __future__ import annotations
 

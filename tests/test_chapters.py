@@ -42,3 +42,37 @@ def test_chapter_runs_at_other_parameters(chapter, params, tmp_path):
     papermill.execute_notebook(str(notebook), str(tmp_path / notebook.name), parameters=params,
                                kernel_name="python3", cwd=str(BOOK), progress_bar=False,
                                execution_timeout=600)
+
+
+# Chapter parameter -> the config field it stands for, per chapter; the chapter names its preset in the
+# parameter given first. A default that differs from its preset on purpose is listed with the reason.
+PRESET_FIELDS = {
+    "pretraining": ("PretrainConfig", "preset", {"level": "level", "seed": "seed"}),
+    "critical_tokens": ("PretrainConfig", "preset", {"level": "level", "seed": "seed"}),
+    "kl_penalty": ("PretrainConfig", "preset", {"level": "level", "seed": "seed"}),
+    "kl_comparison": ("RLConfig", "preset", {"seed": "seed", "beta": "beta", "rounds": "rounds",
+                                             "eval_plus": "eval_plus", "extra_digits": "extra_digits"}),
+}
+DELIBERATE = {("kl_comparison", "rounds"): "5 of the preset's 10 rounds keep the live run to minutes"}
+
+
+@pytest.mark.parametrize("chapter", sorted(PRESET_FIELDS))
+def test_chapter_defaults_agree_with_the_preset_they_name(chapter):
+    """Chapters hand-write their parameters cell (papermill needs literals); this keeps each default equal to
+    the value of the preset the chapter names, so the chapter runs what the README calls the default."""
+    from critkl.config import pretrain_config, rl_config
+    cls, preset_param, fields = PRESET_FIELDS[chapter]
+    declared = notebook_parameters(BOOK / f"{chapter}.ipynb")
+    cfg = (pretrain_config if cls == "PretrainConfig" else rl_config)(declared[preset_param])
+    for param, field in fields.items():
+        if (chapter, param) in DELIBERATE:
+            assert declared[param] != getattr(cfg, field), f"{chapter}.{param} now agrees: drop it from DELIBERATE"
+            continue
+        assert declared[param] == getattr(cfg, field), (
+            f"{chapter} declares {param} = {declared[param]!r}, its preset {declared[preset_param]!r} has "
+            f"{field} = {getattr(cfg, field)!r}")
+    # the RL calibration the certainty chapters use is the RL preset's
+    if chapter in ("critical_tokens", "kl_penalty"):
+        rl = rl_config("cpu-reinforce")
+        t = declared.get("ref_temperature", declared.get("our_T"))
+        assert t == rl.ref_temperature and declared.get("our_alpha", rl.alpha) == rl.alpha
