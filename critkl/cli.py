@@ -58,6 +58,11 @@ def main(argv=None) -> int:
     pc.add_argument("--model", dest="model_dir", required=True, help="critkl checkpoint folder (pre-trained or RL)")
     add_dataclass_args(pc, CriticalConfig, skip=("model_dir",))
 
+    pr = sub.add_parser("probe", help="the regime (premise) metrics of pre-trained checkpoints, appended to a CSV")
+    pr.add_argument("runs", nargs="+", help="pre-trained checkpoint folders")
+    pr.add_argument("--csv", default="results/regime_search.csv", help="table to append to [%(default)s]")
+    pr.add_argument("--note", default="", help="free text stored with each row")
+
     ps = sub.add_parser("ship", help="copy finished pre-training checkpoints into the model store (models/)")
     ps.add_argument("runs", nargs="+", help="finished checkpoint folders (e.g. $CRITKL_HOME/pretrain/N3-...)")
 
@@ -85,6 +90,14 @@ def main(argv=None) -> int:
             cols = [c for c in ("round", "episodes", "acc_plus", "acc_comfort", "mean_kl", "weight_critical",
                                 "weight_other", "p_critical_mean") if c in df]
             print(df[cols].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        elif args.command == "probe":
+            from .model import read_info
+            from .regime import probe_and_record
+            for run in args.runs:
+                read_info(run)  # every folder checked before the first (minutes-long) probe
+            command = "critkl probe " + " ".join(args.runs)
+            rows = probe_and_record(args.runs, args.csv, note=args.note, command=command)
+            print(rows.to_string(index=False))
         elif args.command == "ship":
             from .model import read_info
             from .store import ship
