@@ -136,8 +136,8 @@ def resolve(cfg: PretrainConfig, device: torch.device | None = None) -> tuple[Pr
     return dataclasses.replace(cfg, precision=precision), why
 
 
-def find_finished(cfg: PretrainConfig, home: Path | None = None) -> Path | None:
-    """A finished checkpoint of ``cfg``: in the cache, else in the shipped store (``critkl.store``). With
+def find_finished(cfg: PretrainConfig, home: Path | None = None, shipped: bool = True) -> Path | None:
+    """A finished checkpoint of ``cfg``: in the cache, else (``shipped``) in the model store (``critkl.store``). With
     ``precision="auto"`` a model of either precision will do, this machine's native one first, so a
     shipped model serves every CPU."""
     resolved, _ = resolve(cfg)
@@ -147,18 +147,19 @@ def find_finished(cfg: PretrainConfig, home: Path | None = None) -> Path | None:
         c = dataclasses.replace(cfg, precision=p)
         if RunFolder(checkpoint_dir(c, home), marker=CRITKL_FILE).done():
             return checkpoint_dir(c, home)
-        shipped = store.find(cache_key(c))
-        if shipped is not None:
-            return shipped
+        found = store.find(cache_key(c)) if shipped else None
+        if found is not None:
+            return found
     return None
 
 
 def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, progress: bool = True,
-             on_step=None, **overrides) -> Path:
+             on_step=None, shipped: bool = True, **overrides) -> Path:
     """Pre-train (or load) the model of ``cfg`` and return its checkpoint folder.
 
     ``cfg`` defaults to ``pretrain_config(preset, **overrides)``. A finished model is taken from the cache
-    or the shipped store (``find_finished``); otherwise it is trained in the resolved precision. The run
+    or (``shipped``) the model store (``find_finished``); otherwise it is trained in the resolved precision
+    (``shipped=False`` trains even a model that ships, e.g. to check that it re-trains identically). The run
     folder (``critkl.runs``) makes training cached, resumable after a kill, and safe when two identical
     runs start together. ``on_step(step)`` is called after each optimizer step (tests use it to simulate
     an interrupt).
@@ -167,7 +168,7 @@ def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, pro
         cfg = pretrain_config(overrides.pop("preset", "cpu-modsum"), **overrides)
     elif overrides:
         cfg = dataclasses.replace(cfg, **overrides)
-    found = find_finished(cfg, home)
+    found = find_finished(cfg, home, shipped)
     if found is not None:
         return found
     device = select_device(cfg.device)

@@ -83,3 +83,15 @@ def ship(run: Path, store: Path | None = None) -> Path:
                 shutil.copy2(run / name, tmp / name)
         (tmp / "critkl.json").write_text(json.dumps(info, indent=2, default=str))
     return store / run.name
+
+
+def compare_weights(a: Path, b: Path) -> dict:
+    """How two checkpoints' weights differ: ``identical`` (every tensor bit for bit) and
+    ``relative_difference`` (||a - b|| / ||a|| over all tensors)."""
+    from safetensors.torch import load_file
+    wa, wb = load_file(str(Path(a) / "model.safetensors")), load_file(str(Path(b) / "model.safetensors"))
+    if wa.keys() != wb.keys():
+        raise ValueError(f"{str(a)!r} and {str(b)!r} hold different tensors")
+    diff = sum(float((wa[k].double() - wb[k].double()).norm() ** 2) for k in wa) ** 0.5
+    norm = sum(float(wa[k].double().norm() ** 2) for k in wa) ** 0.5
+    return dict(identical=all(bool((wa[k] == wb[k]).all()) for k in wa), relative_difference=diff / max(norm, 1e-30))

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from critkl import model as model_mod
 from critkl import store
@@ -112,23 +111,34 @@ def test_retraining_the_cheapest_shipped_model_reproduces_it(tmp_path, monkeypat
     cfg = PretrainConfig(**info["config"])
     retrained = pretrain(cfg, home=tmp_path, progress=False)
     assert retrained.name == cheapest.name
-    a, b = load_file(cheapest / "model.safetensors"), load_file(retrained / "model.safetensors")
+    diff = store.compare_weights(cheapest, retrained)
     same_machine = (info.get("cpu_capability") == torch.backends.cpu.get_cpu_capability()
                     and info.get("torch_version") == torch.__version__)
-    identical = all(torch.equal(a[k], b[k]) for k in a)
     if same_machine:
         print(f"{cheapest.name}: bit-identical re-training checked on {info['cpu_capability']}")
-        assert identical
+        assert diff["identical"], diff
         return
-    num = sum(float((a[k] - b[k]).norm() ** 2) for k in a) ** 0.5
-    den = sum(float(a[k].norm() ** 2) for k in a) ** 0.5
     m1, tok, _ = load_checkpoint(cheapest)
     m2, _, _ = load_checkpoint(retrained)
     lengths = range(1, cfg.level + 1)
     acc1 = accuracy_by_digits(m1, tok, lengths, 64, seed=11)
     acc2 = accuracy_by_digits(m2, tok, lengths, 64, seed=11)
     print(f"{cheapest.name}: trained on {info.get('cpu_capability')}, re-trained on "
-          f"{torch.backends.cpu.get_cpu_capability()}: identical={identical}, relative weight difference "
-          f"{num / den:.2e}, greedy accuracy {acc1.accuracy.tolist()} vs {acc2.accuracy.tolist()}")
-    assert num / den < 0.05
+          f"{torch.backends.cpu.get_cpu_capability()}: identical={diff['identical']}, relative weight difference "
+          f"{diff['relative_difference']:.2e}, greedy accuracy {acc1.accuracy.tolist()} vs {acc2.accuracy.tolist()}")
+    assert diff["relative_difference"] < 0.05
     assert (acc1.accuracy - acc2.accuracy).abs().max() <= 0.05
+
+
+def test_compare_weights_and_shipped_false(monkeypatch, tmp_path):
+    a = pretrain(preset="tiny", level=2, home=tmp_path / "a", progress=False, precision="fp32")
+    monkeypatch.setenv("CRITKL_MODELS", str(tmp_path / "models"))
+    store.ship(a)
+    steps = []
+    b = pretrain(preset="tiny", level=2, home=tmp_path / "b", progress=False, precision="fp32", shipped=False,
+                 on_step=steps.append)
+    assert steps and b.parent == tmp_path / "b" / "pretrain"  # trained although a shipped copy exists
+    assert store.compare_weights(a, b) == dict(identical=True, relative_difference=0.0)
+    c = pretrain(preset="tiny", level=2, seed=1, home=tmp_path / "b", progress=False, precision="fp32")
+    d = store.compare_weights(a, c)
+    assert not d["identical"] and d["relative_difference"] > 0.01
