@@ -123,3 +123,16 @@ def probe_and_record(dirs, csv="results/regime_search.csv", note: str = "", comm
         rows.append(probe(d, n=n))
         record(rows[-1], csv, note, command)
     return pd.DataFrame(rows)
+
+
+def probed(path, csv="results/regime_search.csv", **probe_kw) -> dict:
+    """The committed probe of checkpoint ``path`` (its row of ``csv``, matched by folder name), so every
+    chapter that shows a checkpoint's regime shows the same numbers; probed here (``probe(path,
+    **probe_kw)``) when the table has no row for it, with ``source`` saying which."""
+    csv = Path(csv)
+    if csv.is_file():
+        rows = pd.read_csv(csv)
+        rows = rows[rows.checkpoint == Path(path).name]
+        if len(rows):
+            return {**rows.iloc[-1].dropna().to_dict(), "source": str(csv)}
+    return {**probe(path, **probe_kw), "source": "probed now"}
