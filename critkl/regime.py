@@ -136,3 +136,17 @@ def probed(path, csv="results/regime_search.csv", **probe_kw) -> dict:
         if len(rows):
             return {**rows.iloc[-1].dropna().to_dict(), "source": str(csv)}
     return {**probe(path, **probe_kw), "source": "probed now"}
+
+
+def premise_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration (``config``) of a regime table: how many pre-training seeds were probed, on how
+    many the premise holds, the mean of each criterion, and the verdict of the regime issue: ``holds``
+    (on >= 2 of >= 3 seeds), ``fails`` (on > 1 of them, so 2 of 3 can no longer hold), else ``open``."""
+    cols = [c for col, _, _ in PREMISE for c in [col] if c in rows]
+    g = rows.groupby("config", sort=False)
+    out = g.agg(seeds=("pretrain_seed", "nunique"), premise_seeds=("premise", lambda x: int(x.astype(bool).sum())),
+                **{c: (c, "mean") for c in dict.fromkeys(cols)}).reset_index()
+    failing = out.seeds - out.premise_seeds
+    out["verdict"] = ["holds" if p >= 2 and s >= 3 else "fails" if f >= 2 else "open"
+                      for p, s, f in zip(out.premise_seeds, out.seeds, failing)]
+    return out

@@ -64,3 +64,15 @@ def test_premise_criteria():
     for col, value in [("greedy_min_1toN", 0.96), ("plus1_T1", 0.1), ("plus1_T1", 0.7), ("fail_at_critical", 0.4),
                        ("p_first_comma_mean", 0.9)]:
         assert not premise_holds({**good, col: value}), col
+
+
+def test_premise_summary_verdicts():
+    from critkl.regime import premise_summary
+    rows = pd.DataFrame(dict(
+        config=["A"] * 3 + ["B"] * 2 + ["C"] * 2, pretrain_seed=[0, 1, 2, 0, 1, 0, 1],
+        premise=[True, False, True, False, False, True, False],
+        greedy_min_1toN=[1.0] * 7, plus1_T1=[0.2] * 7, fail_at_critical=[0.6] * 7, p_first_comma_mean=[0.5] * 7))
+    s = premise_summary(rows).set_index("config")
+    assert s.loc["A", "verdict"] == "holds" and s.loc["A", "premise_seeds"] == 2 and s.loc["A", "seeds"] == 3
+    assert s.loc["B", "verdict"] == "fails"   # 2 seeds fail: 2 of 3 can no longer hold
+    assert s.loc["C", "verdict"] == "open"    # 1 of 2 so far
