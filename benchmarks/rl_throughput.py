@@ -6,24 +6,38 @@
     sequence (no cache); the update walks the transitions in minibatches of 2, each re-running the policy
     (with grad) and the reference (no grad) on the states of its transitions, as the paper's set-up does.
 
+(c) the sampler alone, side by side: ``critkl.sampling.generate`` against the one it replaced (issue 20; the
+    old file is read from git, commit ``OLD_SAMPLER``), alternating old/new on the same ``--decode-batch``
+    plus-k prompts at temperature 1: decode tokens/s (tokens inside the completion masks) and their share of
+    this CPU's fp32 matmul limit (``cpu_limit.py``, forward FLOPs of the linear layers per token); then both
+    once greedy, which must give the same texts.
+
 Same model, same machine, one run. Prints episodes/s of collect+update for both, their ratio, and the
 fraction of critkl's wall time in sampling, reference forward and update. Last line: ``speedup: <x>x``.
+``--profile`` only profiles one decode step (old and new, 4 x 128 and 8 x 256) with torch.profiler (use
+``--threads 1``: the Python/dispatch share is the wall time the operators' CPU time does not cover).
 
-    python benchmarks/rl_throughput.py [--model DIR] [--episodes 32] [--baseline-episodes 4]
+    python benchmarks/rl_throughput.py [--model DIR] [--episodes 32] [--baseline-episodes 4] [--decode-batch 320]
+    python benchmarks/rl_throughput.py --profile --threads 1
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
+import types
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from critkl import task
-from critkl.config import rl_config, pretrain_config
+from critkl import sampling, task
+from critkl.config import ModelConfig, pretrain_config, rl_config
 from critkl.losses import certainty, entropy, kl_k2, kl_weight, pg_loss_a2c, value_loss
-from critkl.model import build_model, load_checkpoint
+from critkl.model import build_model, load_checkpoint, machine_line
 from critkl.pretrain import checkpoint_dir
 from critkl.rl import ValueHead, update
 from critkl.rollout import collect, terminal_rewards
@@ -108,6 +122,119 @@ def baseline(policy, ref, value_head, tok, problems, level, k, cfg, opt):
     return t_collect, time.perf_counter() - t0 - t_collect, len(transitions)
 
 
+OLD_SAMPLER = "00d7389"  # the last commit with the sampler before issue 20 (transformers step, full batch)
+
+
+def old_sampler():
+    """``critkl/sampling.py`` as of ``OLD_SAMPLER`` (read with git), as the module ``critkl._old_sampling``."""
+    src = subprocess.run(["git", "show", f"{OLD_SAMPLER}:critkl/sampling.py"], cwd=Path(__file__).resolve().parents[1],
+                         check=True, capture_output=True, text=True).stdout
+    mod = types.ModuleType("critkl._old_sampling")
+    mod.__package__ = "critkl"  # its relative imports (.model, .tokenizer) resolve to today's package
+    sys.modules[mod.__name__] = mod  # (dataclasses look their module up there)
+    exec(compile(src, f"{OLD_SAMPLER}:critkl/sampling.py", "exec"), mod.__dict__)
+    return mod
+
+
+def load_line() -> str:
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings are shared with other work)"
+
+
+def decode_flops(model) -> float:
+    """Forward FLOPs per generated token in the linear layers (what the matmul limit measures)."""
+    c = model.config
+    return 2.0 * (c.num_hidden_layers * 12 * c.hidden_size ** 2 + c.hidden_size * c.vocab_size)
+
+
+def matmul_limit(model, threads: int) -> float:
+    """This CPU's fp32 GFLOP/s for the model's matmul mix (``cpu_limit.limit`` at its default 6400 rows)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from cpu_limit import limit
+    c = model.config
+    return limit(c.hidden_size, c.num_hidden_layers, c.vocab_size, 6400, torch.float32, threads, repeats=10)[0]
+
+
+def decode_side_by_side(model, tok, problems, max_new: int, limit_gflops: float, repeats: int) -> float:
+    """tokens/s of the old and the new ``generate`` on the same prompts (T = 1), alternating; returns new/old."""
+    old = old_sampler()
+    prompts = [task.prompt(a, b) for a, b in problems]
+    rates = {"old": [], "new": []}
+    for r in range(repeats):
+        for name, gen_fn in (("old", old.generate), ("new", sampling.generate)):
+            t0 = time.perf_counter()
+            g = gen_fn(model, tok, prompts, max_new, 1.0, torch.Generator().manual_seed(r))
+            dt = time.perf_counter() - t0
+            rates[name].append(int(g.completion_mask.sum()) / dt)
+            print(f"    {name} generate, repeat {r}: {int(g.completion_mask.sum())} tokens "
+                  f"(L={g.completion_ids.shape[1]}) in {dt:.2f} s -> {rates[name][-1]:,.0f} tokens/s")
+    flops = decode_flops(model)
+    for name, rs in rates.items():
+        best = max(rs)
+        print(f"(c) {name} sampler: {best:,.0f} tokens/s (best of {repeats}) = "
+              f"{best * flops / 1e9:.1f} GFLOP/s = {best * flops / 1e9 / limit_gflops:.0%} of the fp32 matmul limit "
+              f"({limit_gflops:.0f} GFLOP/s)")
+    ratio = float(np.median([n / o for n, o in zip(rates["new"], rates["old"])]))
+    print(f"sampler speedup (new/old tokens/s, median over side-by-side pairs): {ratio:.2f}x")
+    g_old, g_new = (f(model, tok, prompts, max_new, 0.0) for f in (old.generate, sampling.generate))
+    same = sum(a == b for a, b in zip(g_old.texts, g_new.texts))
+    print(f"greedy: the new sampler gives the old one's text on {same}/{len(prompts)} prompts")
+    return ratio
+
+
+# -------------------------------------------------------------------------------------------------
+# --profile: one decode step, old (the transformers model per step) vs new (the lean step)
+CATEGORIES = {"matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"),
+              "attention": ("aten::_scaled_dot_product_flash_attention_for_cpu",
+                            "aten::_scaled_dot_product_attention_math", "aten::_softmax")}
+
+
+def profile_step(n_layer: int, n_embd: int, batch: int = 320, length: int = 150, steps: int = 10, table: bool = True):
+    """Profile ``steps`` decode steps (one token per row, the cache holding ``length`` positions) of an
+    untrained Llama of this shape, old and new, and print where the time goes. Python/dispatch is the wall
+    time (unprofiled, best of 3) that the operators' CPU time (profiled) does not cover: a lower bound, the
+    profiler's own overhead is in the operators' times; at ``batch=1`` the whole step is that overhead."""
+    from torch.profiler import profile
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="llama", n_layer=n_layer, n_embd=n_embd, n_head=4, n_positions=2048),
+                        tok).eval()
+    ids = torch.randint(5, len(tok), (batch, length))
+    mask = torch.ones_like(ids)
+    a, pos = torch.randint(5, len(tok), (batch,)), torch.full((batch,), length)
+    cache = sampling.new_cache(model, length + steps + 8)
+    with torch.no_grad():
+        sampling.forward(model, ids, mask, None, cache)
+        paths = {"old: transformers step": sampling.HFDecoder(model, cache, mask, length + steps + 8),
+                 "new: lean step": sampling.LlamaDecoder(model, cache, None, length + steps + 8)}
+
+        def run(dec):
+            for layer in cache.layers:
+                layer.len = length
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                dec.logits(dec.step(a, pos))
+            return (time.perf_counter() - t0) / steps
+
+        walls = {name: [] for name in paths}
+        for _ in range(3):  # alternate, keep the best: the machine is shared
+            for name, dec in paths.items():
+                walls[name].append(run(dec))
+        for name, dec in paths.items():
+            with profile() as prof:
+                run(dec)
+            events = prof.key_averages()
+            total = sum(e.self_cpu_time_total for e in events) / steps / 1e3
+            wall = min(walls[name]) * 1e3
+            parts = {k: sum(e.self_cpu_time_total for e in events if e.key in ops) / steps / 1e3
+                     for k, ops in CATEGORIES.items()}
+            parts["norms/RoPE/SiLU/adds/copies"] = total - sum(parts.values())
+            parts["Python/dispatch"] = max(wall - total, 0.0)
+            print(f"== {name}, {n_layer} x {n_embd}, B={batch}, cache {length}: {wall:.2f} ms/step (best of 3) = "
+                  + ", ".join(f"{k} {v:.2f} ms ({v / max(wall, total):.0%})" for k, v in parts.items()))
+            if table:
+                print(events.table(sort_by="self_cpu_time_total", row_limit=8, max_name_column_width=48))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="pre-trained checkpoint (default: the cached cpu N=3 one)")
@@ -115,7 +242,20 @@ def main():
     p.add_argument("--baseline-episodes", type=int, default=4)
     p.add_argument("--minibatch-tokens", type=int, default=0)
     p.add_argument("--k", type=int, default=1)
+    p.add_argument("--decode-batch", type=int, default=320, help="prompts of the side-by-side sampler timing (0: skip)")
+    p.add_argument("--repeats", type=int, default=2, help="side-by-side repeats of each sampler")
+    p.add_argument("--profile", action="store_true", help="only profile one decode step (see above)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"{machine_line()}; {load_line()}")
+    if args.profile:
+        for shape in ((4, 128), (8, 256)):
+            profile_step(*shape)
+            profile_step(*shape, batch=32, table=False)  # an RL collect's batch
+            profile_step(*shape, batch=1, length=8, table=False)  # the fixed cost of a step
+        return
     torch.manual_seed(0)
     policy, ref, tok, level, what = load(args.model)
     ref.requires_grad_(False)
@@ -161,6 +301,14 @@ def main():
     print(f"tokens per episode: critkl {n_tok / args.episodes:.0f}, baseline {nt / args.baseline_episodes:.0f}")
     print(f"tokens/s: critkl {n_tok / wall_a:,.0f}, baseline {nt / (tc + tu):,.0f} "
           f"(ratio {(n_tok / wall_a) / (nt / (tc + tu)):.1f}x)")
+
+    if args.decode_batch:
+        policy.load_state_dict(state)
+        policy.eval()
+        lim = matmul_limit(policy, torch.get_num_threads())
+        problems_c = task.Split("plus", level, args.k).sample(args.decode_batch, np.random.default_rng(1))
+        print(f"(c) sampler side by side: {args.decode_batch} plus{args.k} prompts, T=1, {args.repeats} repeats each")
+        decode_side_by_side(policy, tok, problems_c, task.episode_limit(level, args.k), lim, args.repeats)
     print(f"speedup: {eps_a / eps_b:.1f}x")
 
 
