@@ -65,6 +65,21 @@ def no_tmp_files(out: Path) -> bool:
 
 # ------------------------------------------------------------------------------------------ plan
 
+def kill_when_both_started(command: list, out: Path, log_path: Path) -> None:
+    """Run the sweep ``command`` in its own process group, wait until both of its points have written
+    ``started``, then SIGKILL the whole group (the CLI and what it started)."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("*/started"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert len(list(out.glob("*/started"))) == 2, log_path.read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def test_parameters_cell_parsed_with_ast():
     assert sweep.notebook_parameters(TASK) == {"level": 3, "a": 3395, "b": 1791, "seed": 0, "n_samples": 2000,
                                                "results_dir": ""}
@@ -231,17 +246,8 @@ def test_sigkilled_sweep_resumes_every_point_once(tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = [str(nb), "--grid", "seed=0,1", "--set", f"gate={gate}", "--set", f"log={runs}", "--out", str(out),
             "--jobs", "2"]
-    with open(tmp_path / "killed.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "critkl.cli", "sweep", *argv, "--no-progress"], cwd=ROOT,
-                                start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(out.glob("*/started"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert len(list(out.glob("*/started"))) == 2, (tmp_path / "killed.log").read_text()
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when_both_started([sys.executable, "-m", "critkl.cli", "sweep", *argv, "--no-progress"], out,
+                           tmp_path / "killed.log")
     assert not list(out.glob("*/done.json")) and list(out.glob("*/*.tmp.ipynb"))  # killed mid-point
     time.sleep(2)  # the orphaned kernels notice their parent's death (ipykernel polls every second) and exit
     gate.touch()
@@ -327,17 +333,7 @@ def test_killed_slurm_sweep_resumes_without_submitting_twice(slurm, tmp_path, ca
                        METRICS_CELL, 'with open(log, "a") as f:\n    f.write(f"{seed}\\n")')
     out = tmp_path / "sweep"
     argv = [nb, "--grid", "seed=0,1", "--set", f"gate={gate}", "--set", f"log={runs}", "--out", out]
-    with open(tmp_path / "killed.log", "w") as log:
-        proc = subprocess.Popen(slurm_cli(*argv), cwd=ROOT, start_new_session=True, stdout=log,
-                                stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(out.glob("*/started"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-        assert len(list(out.glob("*/started"))) == 2, (tmp_path / "killed.log").read_text()
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when_both_started(slurm_cli(*argv), out, tmp_path / "killed.log")
     jobs = json.loads((out / "_slurm" / "jobs.json").read_text())
     assert set(jobs.values()) <= sweep._queued()  # still running without the command
 
