@@ -358,7 +358,8 @@ def critkl_home() -> Path:
 
 
 # -------------------------------------------------------------------------------------------------
-KL_VARIANTS = ("none", "standard", "prioritized")
+KL_VARIANTS = ("none", "standard", "prioritized", "oracle", "oracle_inverse")
+ADVANTAGE_WEIGHTINGS = ("none", "entropy")
 CERTAINTIES = ("max_prob", "entropy")
 KL_ESTIMATORS = ("k1", "k2", "k3")
 ALGOS = ("a2c", "ppo", "grpo")
@@ -374,8 +375,15 @@ class RLConfig:
 
     model_dir: str = _f("", "critkl pre-trained checkpoint folder (the policy's start and the reference)")
     preset: str = _f("cpu-reinforce", "preset that filled the defaults: tiny, cpu-reinforce or paper")
-    kl: str = _f("prioritized", "KL variant: none, standard (weight 1) or prioritized (weight J(s)^alpha)",
-                 choices=KL_VARIANTS)
+    kl: str = _f("prioritized", "KL variant: none, standard (weight 1), prioritized (weight J(s)^alpha), oracle "
+                 "(weight 0 at the states the locator marks critical on the sampled episode, 1 elsewhere) or "
+                 "oracle_inverse (1 there, 0 elsewhere: the control)", choices=KL_VARIANTS)
+    top_entropy_quantile: float = _f(1.0, "forking tokens (Wang et al. 2025; TRL's top_entropy_quantile): the policy "
+                                     "term only on tokens whose entropy is in this top quantile of the minibatch "
+                                     "(0.2 in the paper; 1.0 = every token)", omit_default=True)
+    advantage_weighting: str = _f("none", "none, or entropy: each token's advantage times its policy entropy over "
+                                  "the minibatch's mean entropy (the entropy weighting of GTPO, simplified)",
+                                  choices=ADVANTAGE_WEIGHTINGS, omit_default=True)
     estimator: str = _f("k2", "per-token KL estimator k1, k2 or k3 (paper: k2)", choices=KL_ESTIMATORS)
     beta: float = _f(5.0, "KL coefficient (paper: 5 in the KL experiment, 10 in the level experiment)")
     alpha: float = _f(150.0, "certainty exponent of the prioritized weight (the paper's beta = 150)")
@@ -436,6 +444,7 @@ class RLConfig:
         _choice("estimator", self.estimator, KL_ESTIMATORS)
         _choice("algo", self.algo, ALGOS)
         _choice("grpo_scale", self.grpo_scale, GRPO_SCALES)
+        _choice("advantage_weighting", self.advantage_weighting, ADVANTAGE_WEIGHTINGS)
         _choice("device", self.device, DEVICES)
         self.preset = resolve_preset(type(self), self.preset)
         _choice("preset", self.preset, tuple(RL_PRESETS) + ("custom",))
@@ -449,7 +458,7 @@ class RLConfig:
             beta=(0, None), alpha=(0, None), ref_temperature=(MIN_TEMPERATURE, None),
             temperature=(MIN_TEMPERATURE, None), extra_digits=(1, MAX_DIGITS - 1), lr=(0, None, "open"),
             episodes_per_collect=(1, MAX_BATCH), rounds=(1, MAX_COUNT), minibatch_tokens=(0, MAX_COUNT),
-            minibatch_episodes=(0, MAX_BATCH), group_size=(1, MAX_BATCH), update_epochs=(1, MAX_COUNT), gamma=(0, 1), gae_lambda=(0, 1),
+            minibatch_episodes=(0, MAX_BATCH), group_size=(1, MAX_BATCH), top_entropy_quantile=(0, 1, "open"), update_epochs=(1, MAX_COUNT), gamma=(0, 1), gae_lambda=(0, 1),
             vf_coef=(0, None), ent_coef=(0, None), clip=(0, None), max_grad_norm=(0, None, "open"),
             value_hidden=(1, MAX_VALUE_HIDDEN), critic_warmup=(0, MAX_COUNT), critic_epochs=(1, MAX_COUNT),
             critic_lr=(0, None, "open"), eval_plus=(1, MAX_BATCH), eval_comfort=(0, MAX_BATCH),

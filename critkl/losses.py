@@ -71,13 +71,41 @@ def prioritized_weight(cert: torch.Tensor, alpha: float) -> torch.Tensor:
     return cert.detach().clamp(0.0, 1.0) ** alpha
 
 
-def kl_weight(variant: str, cert: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Per-token weight of the KL term: 1 (standard), J(s)^alpha (prioritized) or 0 (none)."""
+def kl_weight(variant: str, cert: torch.Tensor, alpha: float, critical: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-token weight of the KL term: 1 (standard), J(s)^alpha (prioritized), 0 (none); with the true
+    critical states (``critical``, 1 where the locator marks one): 1 - critical (oracle: the KL lifted exactly
+    where the task says exploration is needed) or critical (oracle_inverse, the control)."""
     if variant not in KL_VARIANTS:
         raise ValueError(f"unknown KL variant {variant!r}; allowed: {', '.join(KL_VARIANTS)}")
     if variant == "prioritized":
         return prioritized_weight(cert, alpha)
+    if variant in ("oracle", "oracle_inverse"):
+        if critical is None:
+            raise ValueError(f"kl={variant!r} needs the critical-state mask")
+        c = critical.to(cert.dtype)
+        return 1.0 - c if variant == "oracle" else c
     return torch.full_like(cert, 1.0 if variant == "standard" else 0.0)
+
+
+def top_entropy_mask(per_token_entropy: torch.Tensor, mask: torch.Tensor, quantile: float) -> torch.Tensor:
+    """Forking tokens (Wang et al. 2025, arXiv 2506.01939; TRL's ``top_entropy_quantile``): 1 on the masked
+    tokens whose entropy is at least the (1 - ``quantile``) quantile of the masked entropies, 0 elsewhere;
+    ``quantile = 1`` keeps every masked token. No gradient."""
+    m = mask > 0
+    if quantile >= 1.0 or not m.any():
+        return m.to(per_token_entropy.dtype)
+    h = per_token_entropy.detach()
+    threshold = torch.quantile(h[m].float(), 1.0 - quantile)
+    return (m & (h >= threshold)).to(per_token_entropy.dtype)
+
+
+def entropy_weighted_advantages(adv: torch.Tensor, per_token_entropy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each token's advantage times its policy entropy over the mean entropy of the masked tokens:
+    A_t H_t / mean(H), so a sequence's credit goes to its uncertain (forking) tokens, its total scale kept.
+    The token-entropy weighting of GTPO (arXiv 2508.04349), simplified: GTPO's mixing with the sequence
+    reward and its separate shaping of failed sequences are left out. No gradient through H."""
+    h = per_token_entropy.detach()
+    return adv * h / masked_mean(h, mask).clamp(min=1e-8)
 
 
 def pg_loss_a2c(logp: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:

@@ -32,8 +32,9 @@ from tqdm.auto import tqdm
 from . import task
 from .config import RLConfig, check_episode_fit, cache_dict, cache_key, critkl_home, rl_config
 from .critical import APPENDIX_B_NAME
-from .losses import (approx_kl, clipped, entropy, explained_variance, gae, kl_estimate, kl_weight, masked_mean,
-                     pg_loss_a2c, pg_loss_ppo, token_weights, total_loss, value_loss)
+from .losses import (approx_kl, clipped, entropy, entropy_weighted_advantages, explained_variance, gae, kl_estimate,
+                     kl_weight, masked_mean, pg_loss_a2c, pg_loss_ppo, token_weights, top_entropy_mask, total_loss,
+                     value_loss)
 from .measure import critical_probabilities, tracking_problems  # the evaluation's Fig.-7 tracking, not the update
 from .model import CheckpointError, load_checkpoint, read_info, save_checkpoint, select_device
 from .runs import RunFolder, rng_state, set_rng_state
@@ -90,15 +91,21 @@ def minibatch_loss(policy, value_head, batch: Batch, sel: torch.Tensor, weights:
     logits, values, _ = completion_logits(policy, gen, value_head)
 
     per_token_logp = token_logprobs(logits, gen.completion_ids, cfg.temperature)
-    if cfg.algo == "a2c":
-        per_token_pg = pg_loss_a2c(per_token_logp, batch.advantages[rows])
-    else:
-        per_token_pg = pg_loss_ppo(per_token_logp, gen.logprobs, batch.advantages[rows], cfg.clip)
-    per_token_v = value_loss(values, batch.returns[rows])
     per_token_entropy = entropy(logits, cfg.temperature)
+    adv = batch.advantages[rows]
+    if cfg.advantage_weighting == "entropy":
+        adv = entropy_weighted_advantages(adv, per_token_entropy, sub_mask)
+    if cfg.algo == "a2c":
+        per_token_pg = pg_loss_a2c(per_token_logp, adv)
+    else:
+        per_token_pg = pg_loss_ppo(per_token_logp, gen.logprobs, adv, cfg.clip)
+    # forking tokens: the policy term only on the minibatch's highest-entropy tokens (1.0: all of them)
+    per_token_pg = per_token_pg * top_entropy_mask(per_token_entropy, sub_mask, cfg.top_entropy_quantile)
+    per_token_v = value_loss(values, batch.returns[rows])
     if cfg.uses_reference:
         per_token_kl = kl_estimate(per_token_logp, batch.ref_logprobs[rows], cfg.estimator)
-        per_token_weight = kl_weight(cfg.kl, batch.ref_certainty[rows], cfg.alpha)
+        oracle = batch.oracle_mask[rows] if batch.oracle_mask is not None else None
+        per_token_weight = kl_weight(cfg.kl, batch.ref_certainty[rows], cfg.alpha, oracle)
     else:
         per_token_kl = torch.zeros_like(per_token_logp)
         per_token_weight = torch.zeros_like(per_token_logp)
@@ -184,7 +191,7 @@ def collect_stats(batch: Batch, cfg: RLConfig) -> dict:
                episode_length=float(m.sum(1).mean()), n_critical_states=int(c.sum()))
     if batch.ref_logprobs is not None:
         kl = kl_estimate(batch.gen.logprobs, batch.ref_logprobs, cfg.estimator)
-        w = kl_weight(cfg.kl, batch.ref_certainty, cfg.alpha)
+        w = kl_weight(cfg.kl, batch.ref_certainty, cfg.alpha, batch.oracle_mask)
         out.update(mean_kl=float(masked_mean(kl, m)),
                    weight_critical=float(masked_mean(w, c)) if c.sum() else float("nan"),
                    weight_other=float(masked_mean(w, other)),

@@ -15,7 +15,7 @@ import torch
 
 from . import task
 from .config import REWARDS, RLConfig
-from .critical import critical_mask
+from .critical import SITES, critical_mask
 from .losses import certainty, gae, group_advantages
 from .sampling import Generation, completion_logits, generate, token_logprobs
 
@@ -34,6 +34,7 @@ class Batch:
     ref_certainty: torch.Tensor | None  # J(s_t) at the reference temperature
     critical_mask: torch.Tensor  # 1 at states of the true scratchpad's critical positions (if visited)
     timings: dict                # seconds spent sampling and in the reference forward
+    oracle_mask: torch.Tensor | None = None  # critical_mask with the Appendix-B site too (kl oracle variants)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -90,8 +91,9 @@ def collect(policy, value_head, ref_model, tok, problems, level: int, cfg: RLCon
         ref_cert = certainty(ref_logits, cfg.ref_temperature, cfg.certainty)
     t2 = time.perf_counter()  # (t2 - t1 is ~0 when the reference is skipped)
     crit = critical_mask(gen, tok, problems, level)
+    oracle = critical_mask(gen, tok, problems, level, sites=SITES) if cfg.kl.startswith("oracle") else None
     return Batch(gen=gen, problems=problems, correct=correct, rewards=rewards, advantages=advantages,
-                 returns=returns, ref_logprobs=ref_logprobs, ref_certainty=ref_cert, critical_mask=crit,
+                 returns=returns, ref_logprobs=ref_logprobs, ref_certainty=ref_cert, critical_mask=crit, oracle_mask=oracle,
                  timings=dict(sample_s=t1 - t0, ref_s=t2 - t1))
 
 

@@ -143,3 +143,32 @@ def test_group_advantages_hand_computed():
     assert torch.allclose(group_advantages(r, 4, scale="none")[:4], torch.tensor([0.75, -0.25, -0.25, -0.25]))
     # ternary and binary rewards give the same std-scaled advantage (an affine change of R)
     assert torch.allclose(group_advantages(2 * r - 1, 4), a, atol=1e-3)
+
+
+def test_oracle_weights_follow_the_critical_mask():
+    from critkl.losses import kl_weight
+    cert = torch.tensor([[0.9, 0.2, 0.99, 0.5]])
+    crit = torch.tensor([[0, 1, 0, 1]])
+    assert torch.equal(kl_weight("oracle", cert, 1000.0, crit), torch.tensor([[1.0, 0.0, 1.0, 0.0]]))
+    assert torch.equal(kl_weight("oracle_inverse", cert, 1000.0, crit), torch.tensor([[0.0, 1.0, 0.0, 1.0]]))
+    with pytest.raises(ValueError, match="critical-state mask"):
+        kl_weight("oracle", cert, 1.0)
+
+
+def test_top_entropy_mask_hand_computed():
+    from critkl.losses import top_entropy_mask
+    h = torch.tensor([[0.1, 0.5, 0.9, 0.3, 7.0], [0.2, 0.8, 0.4, 0.6, 0.7]])
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])  # the 7.0 is padding: never counted
+    # 9 masked entropies; the 0.8 quantile (linear interpolation, as torch.quantile) is 0.7 + 0.4 * 0.1 = 0.74
+    got = top_entropy_mask(h, mask, 0.2)
+    assert torch.equal(got, torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0]]))
+    assert torch.equal(top_entropy_mask(h, mask, 1.0), mask.float())
+
+
+def test_entropy_weighted_advantages_hand_computed():
+    from critkl.losses import entropy_weighted_advantages
+    adv = torch.tensor([[2.0, 2.0, 2.0, 0.0]])
+    h = torch.tensor([[0.1, 0.2, 0.3, 5.0]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    # mean masked entropy 0.2: weights 0.5, 1, 1.5
+    assert torch.allclose(entropy_weighted_advantages(adv, h, mask), torch.tensor([[1.0, 2.0, 3.0, 0.0]]))

@@ -368,3 +368,24 @@ def test_grpo_groups_problems_and_uses_group_advantages(tiny_checkpoint, tmp_pat
     assert "clipfrac" in df and "explained_variance" not in df and math.isfinite(df["approx_kl"].iloc[1])
     with pytest.raises(ValueError, match="group_size=3"):
         rl_config("tiny", model_dir="x", algo="grpo", group_size=3)  # does not divide 4 episodes
+
+
+@pytest.mark.parametrize("overrides", [dict(kl="oracle"), dict(kl="oracle_inverse"),
+                                       dict(kl="standard", top_entropy_quantile=0.2),
+                                       dict(kl="standard", advantage_weighting="entropy")])
+def test_beyond_the_paper_variants_run_and_log(tiny_checkpoint, tmp_path, overrides):
+    df = finetune(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, home=tmp_path, progress=False, **overrides)
+    end = df.iloc[1]
+    assert math.isfinite(end["pg_loss"]) and math.isfinite(end["weighted_kl_loss"])
+    if overrides["kl"].startswith("oracle"):  # the weight is the true critical mask (or its complement)
+        assert end["weight_other"] == (1.0 if overrides["kl"] == "oracle" else 0.0)
+
+
+def test_forking_token_mask_changes_the_update(tiny_checkpoint, tmp_path):
+    """With rho < 1 the policy term sees fewer tokens: a different loss on the same collect."""
+    a = finetune(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, home=tmp_path / "a", progress=False,
+                 kl="standard", baseline="none")  # ternary reward: every failed token has advantage -1
+    b = finetune(preset="tiny", model_dir=str(tiny_checkpoint), rounds=1, home=tmp_path / "b", progress=False,
+                 kl="standard", baseline="none", top_entropy_quantile=0.2)
+    assert a["train_accuracy"].iloc[1] == b["train_accuracy"].iloc[1]  # the same collect
+    assert a["pg_loss"].iloc[1] != b["pg_loss"].iloc[1]
