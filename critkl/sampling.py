@@ -31,9 +31,8 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from .model import autocast
+from .task import END_SCRATCH
 from .tokenizer import decode, encode
-
-END_SCRATCH = "</scratch>"
 
 
 class KVLayer(DynamicLayer):
