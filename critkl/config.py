@@ -4,6 +4,9 @@ Each field carries a help string (``metadata["help"]``) that the CLI shows, and 
 derived from the same dataclass, so the two cannot drift apart. The chapters' papermill parameters cells are
 written by hand (papermill needs literals); ``tests/test_chapters.py`` checks that each default there equals
 the value of the preset the chapter names.
+
+One concept read top to bottom (each stage's dataclass, its validation and its presets, then the cache key), so
+it stays one module although it is longer than the others.
 """
 from __future__ import annotations
 
