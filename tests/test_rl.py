@@ -283,7 +283,7 @@ def test_collect_stats_hand_computed():
     batch = SimpleNamespace(mask=mask, gen=gen, correct=torch.tensor([True, False]),
                             critical_mask=torch.tensor([[0, 1, 0, 0], [1, 0, 0, 0]]),
                             ref_logprobs=t([[-1.5, -1, -0.5, 0], [-2, -1, 0, 0]]),
-                            ref_certainty=t([[1.0, 0.5, 0.9, 0.3], [0.2, 1.0, 0.7, 0.1]]))
+                            ref_certainty=t([[1.0, 0.5, 0.9, 0.3], [0.2, 1.0, 0.7, 0.1]]), oracle_mask=None)
     cfg = rl_config("tiny", model_dir="x", kl="prioritized", alpha=2.0, estimator="k1")
     out = collect_stats(batch, cfg)
     # w = J^2: critical states (0,1) and (1,0): 0.25, 0.04; other valid states (0,0), (0,2), (1,1): 1, 0.81, 1
