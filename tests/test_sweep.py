@@ -65,6 +65,17 @@ def no_tmp_files(out: Path) -> bool:
 
 # ------------------------------------------------------------------------------------------ plan
 
+def gated_notebook(tmp_path: Path):
+    """``(notebook, runs log, gate)``: each point marks itself started, waits for the gate file, then appends
+    its seed to the log (so a test can kill a sweep mid-point and count how often each point finished)."""
+    runs, gate = tmp_path / "runs.txt", tmp_path / "gate"
+    nb = tiny_notebook(tmp_path / "nap.ipynb",
+                       'import pathlib, time\npathlib.Path(results_dir, "started").touch()\n'
+                       'while not pathlib.Path(gate).exists():\n    time.sleep(0.05)',
+                       METRICS_CELL, 'with open(log, "a") as f:\n    f.write(f"{seed}\\n")')
+    return nb, runs, gate
+
+
 def kill_when_both_started(command: list, out: Path, log_path: Path) -> None:
     """Run the sweep ``command`` in its own process group, wait until both of its points have written
     ``started``, then SIGKILL the whole group (the CLI and what it started)."""
@@ -238,11 +249,7 @@ def test_point_over_the_time_limit_is_killed(tmp_path, capsys):
 
 def test_sigkilled_sweep_resumes_every_point_once(tmp_path, capsys):
     """The CLI's process group is SIGKILLed while both points run; the same command then finishes each once."""
-    runs, gate = tmp_path / "runs.txt", tmp_path / "gate"
-    nb = tiny_notebook(tmp_path / "nap.ipynb",
-                       'import pathlib, time\npathlib.Path(results_dir, "started").touch()\n'
-                       'while not pathlib.Path(gate).exists():\n    time.sleep(0.05)',
-                       METRICS_CELL, 'with open(log, "a") as f:\n    f.write(f"{seed}\\n")')
+    nb, runs, gate = gated_notebook(tmp_path)
     out = tmp_path / "sweep"
     argv = [str(nb), "--grid", "seed=0,1", "--set", f"gate={gate}", "--set", f"log={runs}", "--out", str(out),
             "--jobs", "2"]
@@ -326,11 +333,7 @@ def test_slurm_sweep_of_task_chapter(slurm, tmp_path):
 def test_killed_slurm_sweep_resumes_without_submitting_twice(slurm, tmp_path, capsys, monkeypatch):
     """The command is SIGKILLed while both jobs run; they go on in SLURM. Run again, it waits for them (a
     second submission would run each point twice, in the same folder) and finishes each point once."""
-    runs, gate = tmp_path / "runs.txt", tmp_path / "gate"
-    nb = tiny_notebook(tmp_path / "nap.ipynb",
-                       'import pathlib, time\npathlib.Path(results_dir, "started").touch()\n'
-                       'while not pathlib.Path(gate).exists():\n    time.sleep(0.05)',
-                       METRICS_CELL, 'with open(log, "a") as f:\n    f.write(f"{seed}\\n")')
+    nb, runs, gate = gated_notebook(tmp_path)
     out = tmp_path / "sweep"
     argv = [nb, "--grid", "seed=0,1", "--set", f"gate={gate}", "--set", f"log={runs}", "--out", out]
     kill_when_both_started(slurm_cli(*argv), out, tmp_path / "killed.log")
