@@ -16,7 +16,6 @@ update moved the policy from the one that sampled), ``clipfrac`` (PPO, GRPO) and
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from datetime import datetime
@@ -38,6 +37,7 @@ from .losses import (approx_kl, clipped, entropy, entropy_weighted_advantages, e
 from .measure import critical_probabilities, tracking_problems  # the evaluation's Fig.-7 tracking, not the update
 from .model import CheckpointError, load_checkpoint, read_info, save_checkpoint, select_device
 from .runs import RunFolder, rng_state, set_rng_state
+from .store import sha256
 from .rollout import Batch, accuracy, collect, draw_problems
 from .sampling import Generation, completion_logits, token_logprobs
 
@@ -208,11 +208,7 @@ def run_dir(cfg: RLConfig, home: Path | None = None) -> Path:
 
 def weights_digest(model_dir) -> str:
     """Short sha256 of a checkpoint's weights file."""
-    h = hashlib.sha256()
-    with open(Path(model_dir) / "model.safetensors", "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
+    return sha256(Path(model_dir) / "model.safetensors")[:12]
 
 
 def _key(cfg: RLConfig, info: dict) -> str:
