@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from . import task
 from .config import PretrainConfig, cache_dict, cache_key, critkl_home, pretrain_config
 from . import store
-from .model import (CRITKL_FILE, autocast, build_model, load_checkpoint, n_params, resolve_precision,
+from .model import (CRITKL_FILE, autocast, build_model, load_checkpoint, machine_line, n_params, resolve_precision,
                     save_checkpoint, select_device)
 from .runs import RunFolder, rng_state, set_rng_state
 from .sampling import generate
@@ -250,7 +250,7 @@ def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: b
                 steps=step, seconds=round(elapsed, 1), tokens=tokens, padded_tokens=padded,
                 tokens_per_second=round(tokens / max(elapsed, 1e-9)), n_params=n_params(model),
                 precision=cfg.precision, device=str(device), torch_threads=torch.get_num_threads(),
-                cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                cpu_capability=torch.backends.cpu.get_cpu_capability(), machine=machine_line(),
                 final_accuracy={int(r.digits): r.accuracy for r in last.itertuples()})
 
     def write(folder: Path) -> None:

@@ -8,7 +8,7 @@ import torch
 from critkl import model as model_mod
 from critkl import store
 from critkl.config import PretrainConfig, cache_key, pretrain_config
-from critkl.model import load_checkpoint, resolve_precision
+from critkl.model import load_checkpoint, machine_line, resolve_precision
 from critkl.pretrain import accuracy_by_digits, find_finished, pretrain, resolve
 from critkl.tokenizer import build_tokenizer
 
@@ -98,10 +98,12 @@ def test_store_is_small_and_every_shipped_model_is_intact():
 
 
 def test_retraining_the_cheapest_shipped_model_reproduces_it(tmp_path, monkeypatch):
-    """Re-train the cheapest shipped model from its recorded config and compare with the shipped weights:
-    bit-identical on a CPU of the same capability with the same torch; elsewhere (another kernel path) the
-    weights may differ by rounding, so the greedy answers on 64 problems per length must agree on >= 95 %
-    and the weights within 5 % relative norm. The test says which case it checked."""
+    """Re-train the cheapest shipped model from its recorded config and compare with the shipped weights.
+    Bit-identical only on the machine it was trained on: same CPU model, capability, native bf16, cores,
+    torch threads and torch version (``critkl.model.machine_line``, recorded as ``machine``). A CPU that
+    torch calls by the same capability name may still take another kernel path (CI found a 6e-5 relative
+    difference on another "AVX512" Xeon), so elsewhere the greedy answers on 64 problems per length must
+    agree within 5 points and the weights within 5 % relative norm. The test says which case it checked."""
     folders = _shipped()
     assert folders
     infos = {f: json.loads((f / "critkl.json").read_text()) for f in folders}
@@ -112,10 +114,8 @@ def test_retraining_the_cheapest_shipped_model_reproduces_it(tmp_path, monkeypat
     retrained = pretrain(cfg, home=tmp_path, progress=False)
     assert retrained.name == cheapest.name
     diff = store.compare_weights(cheapest, retrained)
-    same_machine = (info.get("cpu_capability") == torch.backends.cpu.get_cpu_capability()
-                    and info.get("torch_version") == torch.__version__)
-    if same_machine:
-        print(f"{cheapest.name}: bit-identical re-training checked on {info['cpu_capability']}")
+    if info.get("machine") == machine_line():
+        print(f"{cheapest.name}: bit-identical re-training checked on {info['machine']}")
         assert diff["identical"], diff
         return
     m1, tok, _ = load_checkpoint(cheapest)
@@ -123,8 +123,8 @@ def test_retraining_the_cheapest_shipped_model_reproduces_it(tmp_path, monkeypat
     lengths = range(1, cfg.level + 1)
     acc1 = accuracy_by_digits(m1, tok, lengths, 64, seed=11)
     acc2 = accuracy_by_digits(m2, tok, lengths, 64, seed=11)
-    print(f"{cheapest.name}: trained on {info.get('cpu_capability')}, re-trained on "
-          f"{torch.backends.cpu.get_cpu_capability()}: identical={diff['identical']}, relative weight difference "
+    print(f"{cheapest.name}: trained on {info.get('machine', info.get('cpu_capability'))}, re-trained on "
+          f"{machine_line()}: identical={diff['identical']}, relative weight difference "
           f"{diff['relative_difference']:.2e}, greedy accuracy {acc1.accuracy.tolist()} vs {acc2.accuracy.tolist()}")
     assert diff["relative_difference"] < 0.05
     assert (acc1.accuracy - acc2.accuracy).abs().max() <= 0.05
