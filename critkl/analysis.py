@@ -126,3 +126,84 @@ def auc(metrics: pd.DataFrame, value: str = "acc_plus", x: str = "episodes", gro
         area = float(np.sum((ys[1:] + ys[:-1]) / 2 * np.diff(xs)))
         rows.append({**key, "auc": area / span if span > 0 else float("nan"), "n_points": len(xs)})
     return pd.DataFrame(rows)
+
+
+# -------------------------------------------------------------------------------------------------
+# The frontier (issue: KL trade-off): one row per run, then means with intervals and paired gaps
+RUN = ("method", "kl", "beta", "seed", "pretrain_seed")
+OUTCOMES = ("gain", "auc_gain", "comfort_change", "mean_kl", "critical_change")
+
+
+def run_outcomes(metrics: pd.DataFrame, run=RUN, thresholds=(0.05, 0.10), value: str = "acc_plus") -> pd.DataFrame:
+    """One row per run (a group of ``run``) of a table with one row per evaluation (``round`` 0 = before RL):
+
+    - ``start``, ``final``: ``value`` at round 0 and at the last round; ``gain`` = final - start;
+    - ``auc_gain``: the mean height of the learning curve over the episodes (``auc``) minus start, so a
+      method that learns faster has a larger one at the same final gain (the paper's "faster");
+    - ``comfort_change``: ``acc_comfort`` last minus first; ``critical_change``: the same for
+      ``p_critical_mean`` (the right token's probability at the tracked critical tokens);
+    - ``mean_kl``: mean over the training rounds (round >= 1) of the per-token KL to the reference;
+    - for each threshold ``t`` (e.g. 0.05): ``episodes_to_5`` (NaN when never reached) and ``censored_5``.
+    Columns of ``run`` that the table lacks are left out of the grouping."""
+    run = [c for c in run if c in metrics]
+    rows = []
+    for key, g in _groups(metrics, run):
+        g = g.sort_values("episodes")
+        first, last = g.iloc[0], g.iloc[-1]
+        row = {**key, "start": float(first[value]), "final": float(last[value]),
+               "gain": float(last[value] - first[value]), "episodes": float(last["episodes"])}
+        row["auc_gain"] = float(auc(g, value, group=()).auc.iloc[0]) - row["start"]
+        for col, name in (("acc_comfort", "comfort_change"), ("p_critical_mean", "critical_change")):
+            row[name] = float(last[col] - first[col]) if col in g else float("nan")
+        trained = g[g["round"] > 0] if "round" in g else g.iloc[1:]
+        row["mean_kl"] = float(trained["mean_kl"].mean()) if "mean_kl" in g and len(trained) else float("nan")
+        for t in thresholds:
+            ett = episodes_to_threshold(g, t, value, group=()).iloc[0]
+            row[f"episodes_to_{round(100 * t)}"] = ett["episodes_to_threshold"]
+            row[f"censored_{round(100 * t)}"] = bool(ett["censored"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def frontier_table(outcomes: pd.DataFrame, by=("method", "kl", "beta"), values=OUTCOMES,
+                   confidence: float = 0.95) -> pd.DataFrame:
+    """Per group of ``by``: runs, and for each outcome of ``values`` its mean and t-interval
+    (``<value>``, ``<value>_low``, ``<value>_high``); for each ``censored_<t>`` column, ``reached_<t>``
+    (runs that reached the threshold) and ``median_episodes_<t>``, the median with never-reached runs
+    counted as beyond any budget (NaN when fewer than half reached: the median is then not observed)."""
+    by = [c for c in by if c in outcomes]
+    rows = []
+    for key, g in _groups(outcomes, by):
+        row = {**key, "runs": len(g)}
+        for v in values:
+            mean, half, _ = mean_ci(g[v], confidence)
+            row.update({v: mean, f"{v}_low": mean - half, f"{v}_high": mean + half})
+        for c in [c for c in g if c.startswith("censored_")]:
+            t = c.removeprefix("censored_")
+            eps = g[f"episodes_to_{t}"].fillna(np.inf).sort_values().to_numpy()
+            row[f"reached_{t}"] = int((~g[c].astype(bool)).sum())
+            med = float(np.median(eps)) if len(eps) else float("nan")
+            row[f"median_episodes_{t}"] = med if np.isfinite(med) else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def frontier_gaps(outcomes: pd.DataFrame, value: str = "gain",
+                  pairs=(("prioritized", "standard"), ("prioritized", "none"), ("standard", "none")),
+                  pair_on=("seed", "pretrain_seed"), by=("method", "beta"), confidence: float = 0.95) -> pd.DataFrame:
+    """Paired gaps ``a - b`` of ``value`` per group of ``by``, runs matched on ``pair_on``, with t-intervals.
+    Runs without a KL (``kl == "none"``) have no coefficient: they are paired with the runs of every beta of
+    the same method. Columns: ``by...``, a, b, n (pairs), mean, ci_low, ci_high, half_width."""
+    pair_on = [c for c in pair_on if c in outcomes]
+    with_kl = outcomes[outcomes.kl != "none"]
+    parts = [with_kl]
+    if "beta" in outcomes and (outcomes.kl == "none").any():
+        none = outcomes[outcomes.kl == "none"].drop(columns="beta")
+        betas = with_kl[[c for c in by if c != "beta" and c in with_kl] + ["beta"]].drop_duplicates()
+        on = [c for c in by if c != "beta" and c in with_kl]
+        parts.append(none.merge(betas, on=on) if on else none.merge(betas, how="cross"))
+    both = pd.concat(parts, ignore_index=True)
+    out = [paired_gap(both, value, "kl", a, b, pair_on=pair_on, by=[c for c in by if c in both],
+                      confidence=confidence).assign(a=a, b=b) for a, b in pairs]
+    cols = [c for c in by if c in both] + ["a", "b", "n", "mean", "ci_low", "ci_high", "half_width"]
+    return pd.concat(out, ignore_index=True)[cols]

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from critkl.analysis import auc, episodes_to_threshold, mean_ci, paired_gap, summarize, t_quantile
 
@@ -122,3 +123,50 @@ def test_auc_hand_computed():
     assert auc(two, group=("kl", "seed")).auc.tolist() == pytest.approx([0.3, 41.92 / 96, 0.4, 41.92 / 96 + 0.1])
     with pytest.raises(ValueError, match="several rows per episodes"):
         auc(two)
+
+
+# ---- the frontier: per-run outcomes, table, paired gaps (hand-computed values)
+def _run(kl, beta, seed, accs, comfort=(0.9, 0.85, 0.8), kls=(float("nan"), 0.2, 0.4), method="reinforce"):
+    return pd.DataFrame(dict(method=method, kl=kl, beta=beta, seed=seed, pretrain_seed=0, round=range(len(accs)),
+                             episodes=[32 * r for r in range(len(accs))], acc_plus=accs, acc_comfort=comfort,
+                             mean_kl=kls, p_critical_mean=[0.5, 0.6, 0.9]))
+
+
+def test_run_outcomes_hand_computed():
+    from critkl.analysis import run_outcomes
+    m = pd.concat([_run("standard", 0.2, 0, [0.20, 0.25, 0.35]), _run("standard", 0.2, 1, [0.20, 0.22, 0.27])])
+    o = run_outcomes(m).set_index("seed")
+    assert o.loc[0, "gain"] == pytest.approx(0.15) and o.loc[1, "gain"] == pytest.approx(0.07)
+    # trapezoids: ((0.20 + 0.25) / 2 * 32 + (0.25 + 0.35) / 2 * 32) / 64 = 0.2625, minus the start 0.20
+    assert o.loc[0, "auc_gain"] == pytest.approx(0.0625)
+    assert o.loc[0, "episodes_to_5"] == 32 and o.loc[0, "episodes_to_10"] == 64 and not o.loc[0, "censored_10"]
+    assert np.isnan(o.loc[1, "episodes_to_10"]) and o.loc[1, "censored_10"] and o.loc[1, "episodes_to_5"] == 64
+    assert o.loc[0, "comfort_change"] == pytest.approx(-0.1) and o.loc[0, "critical_change"] == pytest.approx(0.4)
+    assert o.loc[0, "mean_kl"] == pytest.approx(0.3)  # rounds 1 and 2 only: round 0 is before training
+
+
+def test_frontier_table_counts_censored_runs_and_hides_an_unobserved_median():
+    from critkl.analysis import frontier_table, run_outcomes
+    m = pd.concat([_run("standard", 0.2, s, a) for s, a in
+                   enumerate([[0.2, 0.25, 0.35], [0.2, 0.22, 0.27], [0.2, 0.21, 0.22]])])
+    t = frontier_table(run_outcomes(m)).iloc[0]
+    assert t.runs == 3 and t.reached_10 == 1 and t.reached_5 == 2
+    assert t.median_episodes_5 == 64 and np.isnan(t.median_episodes_10)  # 2 of 3 never reach +10
+    gains = [0.15, 0.07, 0.02]
+    half = stats.t.ppf(0.975, 2) * np.std(gains, ddof=1) / np.sqrt(3)
+    assert t.gain == pytest.approx(np.mean(gains)) and t.gain_high - t.gain == pytest.approx(half)
+
+
+def test_frontier_gaps_pair_runs_without_kl_with_every_beta():
+    from critkl.analysis import frontier_gaps, run_outcomes
+    parts = []
+    for s in range(3):
+        parts.append(_run("none", 0.2, s, [0.2, 0.3, 0.4 + 0.01 * s]))
+        for beta, bump in ((0.05, 0.0), (1.0, -0.1)):
+            parts.append(_run("standard", beta, s, [0.2, 0.25, 0.30 + bump]))
+            parts.append(_run("prioritized", beta, s, [0.2, 0.25, 0.33 + bump + 0.01 * s]))
+    g = frontier_gaps(run_outcomes(pd.concat(parts)))
+    ps = g[(g.a == "prioritized") & (g.b == "standard")].set_index("beta")
+    assert ps.loc[0.05, "mean"] == pytest.approx(0.04) and ps.loc[0.05, "n"] == 3   # 0.03, 0.04, 0.05
+    sn = g[(g.a == "standard") & (g.b == "none")].set_index("beta")
+    assert sn.loc[1.0, "mean"] == pytest.approx(-0.21) and sn.loc[0.05, "n"] == 3   # none's runs at both betas
