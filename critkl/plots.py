@@ -154,3 +154,101 @@ def threshold_table(m: pd.DataFrame, by: str = "kl", gain: float = 0.1) -> str:
         lines.append(f"| {key} | {int(e.notna().sum())}/{len(e)} | "
                      f"{', '.join('-' if np.isnan(v) else str(int(v)) for v in e)} |")
     return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------------
+# The regime search (``critkl.regime``): the premise's criteria per configuration and seed, training curves
+def short_labels(names) -> dict:
+    """``name -> label`` for configuration names (``critkl.regime.config_name``): each name less the
+    dash-separated parts that every name shares, so panels over several configurations stay readable. A single
+    name, or names that would lose what tells them apart, keep their full name."""
+    names = list(dict.fromkeys(names))
+    parts = [n.split("-") for n in names]
+    common = set.intersection(*(set(p) for p in parts)) if len(names) > 1 else set()
+    labels = {n: "-".join(x for x in p if x not in common) or n for n, p in zip(names, parts)}
+    return labels if len(set(labels.values())) == len(names) else {n: n for n in names}
+
+
+def plot_premise(rows: pd.DataFrame, premise, axes=None):
+    """One panel per criterion column of ``premise`` (``critkl.regime.PREMISE``: ``(column, op, bound)``
+    tuples): each probed checkpoint of ``rows`` (``results/regime_search.csv``) as a point at its value, one
+    line of points per configuration (``config``, labelled by ``short_labels``), coloured by
+    ``pretrain_seed``; every bound of that column as a dashed line, its failing side shaded. Missing values
+    (a criterion that could not be measured) are not drawn. Returns the axes."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    style()
+    columns = list(dict.fromkeys(col for col, _, _ in premise))
+    configs = list(dict.fromkeys(rows["config"]))
+    labels = short_labels(configs)
+    seeds = sorted(rows["pretrain_seed"].unique())
+    colours = dict(zip(seeds, sns.color_palette("colorblind", len(seeds))))
+    offset = {s: 0.25 * (i - (len(seeds) - 1) / 2) / max(len(seeds) - 1, 1) for i, s in enumerate(seeds)}
+    if axes is None:
+        _, axes = plt.subplots(1, len(columns), sharey=True, squeeze=False,
+                               figsize=(3.3 * len(columns), 1.6 + 0.55 * len(configs)))
+        axes = axes[0]
+    y = {c: i for i, c in enumerate(configs)}
+    for ax, col in zip(axes, columns):
+        d = rows[rows[col].notna()] if col in rows else rows.iloc[:0]
+        for seed, g in d.groupby("pretrain_seed", sort=True):
+            ax.scatter(g[col], [y[c] + offset[seed] for c in g["config"]], color=colours[seed], s=45,
+                       edgecolor="k", linewidth=0.5, zorder=3)
+        bounds = [(op, bound) for c, op, bound in premise if c == col]
+        values = (list(d[col]) if col in d else []) + [b for _, b in bounds]
+        lo, hi = min([0.0] + values), max([1.0] + values)
+        pad = 0.04 * (hi - lo)
+        ax.set_xlim(lo - pad, hi + pad)
+        for op, bound in bounds:
+            ax.axvline(bound, color="k", ls="--", lw=1)
+            failing = (lo - pad, bound) if op == ">=" else (bound, hi + pad)
+            ax.axvspan(*failing, color="0.88", zorder=0)
+        ax.set_title(" and ".join(f"{op} {bound:g}" for op, bound in bounds), fontsize="medium")
+        ax.set_xlabel(col)
+    axes[0].set_yticks(range(len(configs)), [labels[c] for c in configs])
+    axes[0].set_ylim(len(configs) - 0.5, -0.5)  # first configuration on top
+    if seeds:
+        from matplotlib.lines import Line2D
+        handles = [Line2D([], [], ls="", marker="o", markerfacecolor=colours[s], markeredgecolor="k", markersize=7)
+                   for s in seeds]
+        axes[-1].legend(handles, [f"seed {s}" for s in seeds], loc="center left", bbox_to_anchor=(1.02, 0.5),
+                        title="pre-training")
+    return axes
+
+
+def plot_training_curves(evals: pd.DataFrame, threshold: float | None = None, ncols: int = 3):
+    """One panel per checkpoint of ``evals`` (``critkl.store.shipped_evals``, panels titled by its ``label``
+    column when it has one, else ``checkpoint``): greedy exact match over pre-training steps, the worst over
+    operand lengths 1..N (the comfort zone, N = ``level``) and on N+1 digits; ``threshold`` (e.g. the premise's
+    bound on the worst of 1..N) as a dotted line. Returns the axes that hold a panel."""
+    import matplotlib.pyplot as plt
+    style()
+    title = "label" if "label" in evals else "checkpoint"
+    panels = list(dict.fromkeys(evals["checkpoint"]))
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = -(-len(panels) // ncols)
+    _, axes = plt.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False,
+                           figsize=(3.6 * ncols, 0.6 + 2.6 * nrows))
+    axes = axes.ravel()
+    for ax, name in zip(axes, panels):
+        e = evals[evals["checkpoint"] == name]
+        N = int(e["level"].iloc[0])
+        comfort = e[e["digits"].between(1, N)].groupby("step")["accuracy"].min()
+        plus1 = e[e["digits"] == N + 1].groupby("step")["accuracy"].mean()
+        ax.plot(comfort.index, comfort.values, marker="o", color="C0", label="worst of 1..N digits")
+        ax.plot(plus1.index, plus1.values, marker="s", color="C1", label="N+1 digits")
+        if threshold is not None:
+            ax.axhline(threshold, color="k", ls=":", lw=1)
+        ax.set_title(str(e[title].iloc[0]), fontsize="small")
+        ax.set_ylim(-0.03, 1.03)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for i, ax in enumerate(axes[:len(panels)]):
+        if i + ncols >= len(panels):  # no panel below it
+            ax.set_xlabel("pre-training step")
+        if i % ncols == 0:
+            ax.set_ylabel("greedy exact match")
+    if panels:
+        axes[0].figure.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2,
+                              bbox_to_anchor=(0.5, 0.0), frameon=False)
+    return axes[:len(panels)]

@@ -50,6 +50,29 @@ def index(store: Path | None = None) -> dict[str, Path]:
     return out
 
 
+def shipped_evals(store: Path | None = None):
+    """Every shipped checkpoint's ``eval.csv`` (greedy exact match per operand length at each evaluation during
+    pre-training) in one table, one row per checkpoint, step and length, with the checkpoint's folder name
+    (``checkpoint``), ``level``, ``pretrain_seed``, ``precision``, ``max_steps``, training ``minutes`` and its
+    configuration without the seed (``config``, as ``critkl.regime.config_name`` names it in
+    ``results/regime_search.csv``). Checkpoints without an ``eval.csv`` are left out."""
+    import pandas as pd
+
+    from .regime import config_name
+    frames = []
+    for folder in index(store).values():
+        if not (folder / "eval.csv").is_file():
+            continue
+        info = json.loads((folder / "critkl.json").read_text())
+        cfg = info["config"]
+        frames.append(pd.read_csv(folder / "eval.csv").assign(
+            checkpoint=folder.name, config=config_name(cfg), level=int(cfg["level"]), pretrain_seed=cfg["seed"],
+            precision=cfg.get("precision", ""), max_steps=cfg["max_steps"], minutes=round(info["seconds"] / 60, 1)))
+    columns = ["checkpoint", "config", "level", "pretrain_seed", "precision", "max_steps", "minutes", "step", "digits",
+               "accuracy"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
 def find(key: str, store: Path | None = None) -> Path | None:
     """The shipped checkpoint whose cache key is ``key``, or None."""
     return index(store).get(key)

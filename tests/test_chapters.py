@@ -29,6 +29,7 @@ CASES = [
                            extra_digits=2, rounds=1, eval_plus=8, beta=1.0, variants="standard prioritized")),
     ("sweeps", dict(grid_seeds="4", grid_samples="50", jobs=1)),
     ("results", dict(level=5)),
+    ("regime", dict(level=2)),  # the one shipped level-2 checkpoint: another level, another number of panels
 ]
 
 

@@ -67,3 +67,68 @@ def test_markdown_tables_hand_computed():
     # seeds gaining 10 points: prioritized seed 0 (+0.2) and seed 1 (+0.1); standard none (censored: "-")
     t = plots.threshold_table(m, "kl", 0.1)
     assert "| prioritized | 2/2 | 32, 32 |" in t and "| standard | 0/2 | -, - |" in t
+
+
+PREMISE = (("greedy_min_1toN", ">=", 0.97), ("plus1_T1", ">=", 0.15), ("plus1_T1", "<=", 0.60),
+           ("fail_at_critical", ">=", 0.5))
+
+
+def _regime_rows():
+    # 2 configurations x 3 seeds; one failure share not measured (NaN: no failed sample)
+    a, b = "N3-llama4x128-1500steps-fp32", "N3-llama4x128-2500steps-fp32"
+    return pd.DataFrame(dict(config=[a] * 3 + [b] * 3, pretrain_seed=[0, 1, 2] * 2,
+                             greedy_min_1toN=[0.99, 0.9, 1.0, 1.0, 1.0, 0.98],
+                             plus1_T1=[0.23, 0.02, 0.1, 0.3, 0.4, 0.7],
+                             fail_at_critical=[0.9, 0.6, float("nan"), 0.7, 0.8, 0.2]))
+
+
+def _dashed(ax):
+    return sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--")
+
+
+def test_short_labels_keep_only_what_differs():
+    assert plots.short_labels(["N3-a-1500steps-fp32", "N3-a-2500steps-fp32", "N3-a-2500steps-bf16"]) == {
+        "N3-a-1500steps-fp32": "1500steps-fp32", "N3-a-2500steps-fp32": "2500steps-fp32",
+        "N3-a-2500steps-bf16": "2500steps-bf16"}
+    assert plots.short_labels(["N3-a-fp32"]) == {"N3-a-fp32": "N3-a-fp32"}  # alone: its full name
+    assert plots.short_labels(["a-b", "b-a"]) == {"a-b": "a-b", "b-a": "b-a"}  # nothing tells them apart
+
+
+def test_plot_premise_one_panel_per_criterion_with_its_bounds():
+    rows = _regime_rows()
+    axes = plots.plot_premise(rows, PREMISE)
+    # one panel per criterion column (plus1_T1 has two bounds but one panel)
+    assert [ax.get_xlabel() for ax in axes] == ["greedy_min_1toN", "plus1_T1", "fail_at_critical"]
+    assert [_dashed(ax) for ax in axes] == [[0.97], [0.15, 0.6], [0.5]]
+    # one point per probed checkpoint with a value: 6, 6 and 5 (the NaN is not drawn), at the right x
+    xs = [sorted(x for c in ax.collections for x, _ in c.get_offsets()) for ax in axes]
+    assert [len(x) for x in xs] == [6, 6, 5]
+    assert xs[1] == pytest.approx(sorted(rows.plus1_T1))
+    assert xs[2] == pytest.approx([0.2, 0.6, 0.7, 0.8, 0.9])
+    # points sit on their configuration's row (y = 0 for the first, 1 for the second, +/- a seed offset)
+    ys = [y for c in axes[0].collections for x, y in c.get_offsets() if x == 0.9]
+    assert len(ys) == 1 and abs(ys[0]) < 0.5
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["1500steps", "2500steps"]
+    # the legend names every seed once
+    assert [t.get_text() for t in axes[-1].get_legend().get_texts()] == ["seed 0", "seed 1", "seed 2"]
+
+
+def test_plot_training_curves_worst_of_comfort_zone_and_plus1():
+    rows = []
+    for ckpt, seed in (("c0", 0), ("c1", 1)):
+        for step in (100, 200):
+            for digits, acc in ((1, 1.0), (2, 0.5 + step / 1000), (3, 0.9), (4, 0.01 * seed)):
+                rows.append(dict(checkpoint=ckpt, label=f"seed {seed}", level=3, step=step, digits=digits, accuracy=acc))
+    evals = pd.DataFrame(rows)
+    axes = plots.plot_training_curves(evals, threshold=0.97)
+    assert len(axes) == 2 and [ax.get_title() for ax in axes] == ["seed 0", "seed 1"]
+    for ax, seed in zip(axes, (0, 1)):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        # worst of lengths 1..3 at each step: the 2-digit accuracy 0.6, 0.7; N+1 = the 4-digit line
+        assert list(lines["worst of 1..N digits"].get_ydata()) == pytest.approx([0.6, 0.7])
+        assert list(lines["N+1 digits"].get_ydata()) == pytest.approx([0.01 * seed] * 2)
+        assert list(lines["worst of 1..N digits"].get_xdata()) == [100, 200]
+        dotted = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+        assert len(dotted) == 1 and dotted[0].get_ydata()[0] == 0.97
+    assert len(ax.figure.axes) == 2  # no empty panels
+    assert not [line for line in plots.plot_training_curves(evals)[0].get_lines() if line.get_linestyle() == ":"]

@@ -142,3 +142,20 @@ def test_compare_weights_and_shipped_false(monkeypatch, tmp_path):
     c = pretrain(preset="tiny", level=2, seed=1, home=tmp_path / "b", progress=False, precision="fp32")
     d = store.compare_weights(a, c)
     assert not d["identical"] and d["relative_difference"] > 0.01
+
+
+def test_shipped_evals_gathers_every_eval_csv_with_its_config(tmp_path):
+    cfg = dict(level=3, arch="llama", n_layer=4, n_embd=128, aux_task="none", max_steps=1500, lr=1e-3, batch_size=32,
+               precision="fp32")
+    for name, seed, evals in (("a", 0, "digits,accuracy,n,temperature,step\n1,1.0,8,0,10\n4,0.0,8,0,10\n"),
+                              ("b", 1, "digits,accuracy,n,temperature,step\n1,0.5,8,0,10\n"), ("no-eval", 2, None)):
+        (tmp_path / name).mkdir()
+        info = dict(cache_key=name, seconds=120, config={**cfg, "seed": seed})
+        (tmp_path / name / "critkl.json").write_text(json.dumps(info))
+        if evals:
+            (tmp_path / name / "eval.csv").write_text(evals)
+    d = store.shipped_evals(tmp_path)
+    assert list(d.checkpoint) == ["a", "a", "b"] and list(d.pretrain_seed) == [0, 0, 1]
+    assert list(d.accuracy) == [1.0, 0.0, 0.5] and set(d.minutes) == {2.0} and set(d.level) == {3}
+    assert set(d.config) == {"N3-llama4x128-1500steps-lr0.001-b32-fp32"}  # critkl.regime.config_name: no seed
+    assert store.shipped_evals(tmp_path / "empty").empty
