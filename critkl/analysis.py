@@ -207,3 +207,26 @@ def frontier_gaps(outcomes: pd.DataFrame, value: str = "gain",
                       confidence=confidence).assign(a=a, b=b) for a, b in pairs]
     cols = [c for c in by if c in both] + ["a", "b", "n", "mean", "ci_low", "ci_high", "half_width"]
     return pd.concat(out, ignore_index=True)[cols]
+
+
+# -------------------------------------------------------------------------------------------------
+# Detectors: how well a per-token score finds the true critical tokens
+def auroc(scores, labels) -> float:
+    """Area under the ROC curve of ``scores`` for the binary ``labels`` (Mann-Whitney: the chance that a
+    random positive scores above a random negative, ties counting one half); NaN without both classes."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = stats.rankdata(s)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def detection(flagged, labels) -> dict:
+    """Precision and recall of the boolean ``flagged`` against ``labels`` (NaN when undefined)."""
+    f = np.asarray(flagged, dtype=bool)
+    y = np.asarray(labels, dtype=bool)
+    hit = int((f & y).sum())
+    return dict(flagged=int(f.sum()), precision=hit / f.sum() if f.any() else float("nan"),
+                recall=hit / y.sum() if y.any() else float("nan"))

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from . import task
-from .analysis import mean_ci
+from .analysis import auroc, detection, mean_ci
 from .critical import APPENDIX_B_NAME, SITES, locate, reached_critical_states
 from .config import CERTAINTIES
 from .losses import kl_weight
@@ -66,6 +66,38 @@ def measure(model, tok, problems, level: int, temperature: float = 1.0, ref_temp
                              p_correct=float(p_ok[t]), certainty=float(cert[t]), weight=float(w[t]),
                              critical=c is not None, name=c.name if c else "", step=c.step if c else 0,
                              operand=c.operand if c else 0))
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def detector(model, tok, level: int, extra_digits: int = 1, n: int = 128, seed: int = 0, alphas=(150.0, 1000.0),
+             ref_temperatures=(1.0, 4.0), certainty=CERTAINTIES, steps: int = 3, sites=SITES) -> pd.DataFrame:
+    """The paper's bet as a detector: does the prioritized weight J(s)^alpha fall below 0.5 exactly at the
+    critical states? On the true texts of ``n`` plus-k problems (teacher-forced, so every state is on the
+    path to a correct answer), per certainty form x reference temperature x alpha: precision and recall
+    of "weight < 0.5" against the states the locator marks critical (``sites``: the paper's commas and
+    digits and the Appendix-B site), and the AUROC of 1 - J(s) (the same for every alpha: the weight is a
+    monotone function of J). One row each, with the certainty below which the weight is under 0.5."""
+    problems = task.Split("plus", level, extra_digits).sample(n, np.random.default_rng([seed, 5, level, extra_digits]))
+    logits, critical = [], []
+    for (a, b), (ids, lg) in zip(problems, teacher_forced(model, tok, problems)):
+        start = len(task.prompt(a, b))
+        is_c = torch.zeros(len(ids), dtype=torch.bool)
+        is_c[[c.index for c in locate(a, b, level, steps, sites)]] = True
+        logits.append(lg[start:])
+        critical.append(is_c[start:])
+    logits, critical = torch.cat(logits), torch.cat(critical).numpy()
+    rows = []
+    for kind in ((certainty,) if isinstance(certainty, str) else certainty):
+        for t in ref_temperatures:
+            cert = certainty_of(logits, t, kind)
+            area = auroc(-cert.numpy(), critical)
+            for alpha in alphas:
+                w = kl_weight("prioritized", cert, alpha).numpy()
+                rows.append(dict(certainty=kind, ref_temperature=t, alpha=alpha, threshold=0.5 ** (1 / alpha),
+                                 tokens=len(w), critical=int(critical.sum()), **detection(w < 0.5, critical),
+                                 auroc=area, weight_critical=float(w[critical].mean()),
+                                 weight_other=float(w[~critical].mean())))
     return pd.DataFrame(rows)
 
 

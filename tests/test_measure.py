@@ -229,3 +229,32 @@ def test_sampled_example_aligns_values_with_the_text(tiny_checkpoint):
     assert all(P <= i < len(ex["text"]) for i in ex["critical"])
     assert ex == sampled_example(model, tok, 123, 45, level=2, seed=3)
     assert "<span" in render_html(**{k: ex[k] for k in ("text", "values", "critical")})
+
+
+def test_auroc_and_detection_hand_computed():
+    from critkl.analysis import auroc, detection
+    # positives 0.35, 0.8 against negatives 0.1, 0.4: 3 of the 4 pairs ordered right
+    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert auroc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)  # a tie counts one half
+    assert math.isnan(auroc([0.1, 0.2], [1, 1]))
+    d = detection([True, True, False, False], [True, False, True, False])
+    assert d == dict(flagged=2, precision=0.5, recall=0.5)
+    assert math.isnan(detection([False, False], [True, False])["precision"])
+
+
+def test_detector_counts_the_locators_states_and_follows_the_threshold(tiny):
+    from critkl.measure import detector
+    model, tok = tiny
+    # alpha 1e-9: weight 0.5 only below certainty 0.5 ** 1e9 = 0: nothing flagged; alpha 1e9: certainty
+    # < 1 everywhere, so every state is flagged and precision is the critical share
+    d = detector(model, tok, level=2, n=6, alphas=(1e-9, 1e9), ref_temperatures=(1.0,))
+    assert len(d) == 2 * 2 and d.auroc.between(0, 1).all()
+    problems = task.Split("plus", 2, 1).sample(6, np.random.default_rng([0, 5, 2, 1]))
+    n_crit = sum(len(locate(a, b, 2, 3, SITES)) for a, b in problems)
+    n_tok = sum(len(task.full_text(a, b)) - len(task.prompt(a, b)) for a, b in problems)  # one character, one token
+    assert (d.critical == n_crit).all()
+    low, high = d[d.alpha == 1e-9], d[d.alpha == 1e9]
+    assert (low.flagged == 0).all() and (low.recall == 0).all()
+    assert (high.recall == 1).all() and np.allclose(high.precision, n_crit / high.tokens)
+    assert d.groupby("certainty").auroc.nunique().eq(1).all()  # the weight is monotone in J: one AUROC
+    assert (d.tokens == n_tok).all()
