@@ -252,3 +252,24 @@ def plot_training_curves(evals: pd.DataFrame, threshold: float | None = None, nc
         axes[0].figure.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2,
                               bbox_to_anchor=(0.5, 0.0), frameon=False)
     return axes[:len(panels)]
+
+
+def plot_certainty_ecdf(df: pd.DataFrame, alphas=(), ax=None, floor: float = 1e-7):
+    """How uncertain critical and other states are: for each x, the share of states whose uncertainty
+    1 - J(s) is at least x (``measure`` rows: ``certainty``, ``critical``; log scale, values below ``floor``
+    drawn at it). A dashed line at each alpha's 1 - 0.5 ** (1 / alpha): right of it the prioritized weight
+    J ** alpha is below 0.5, so where a curve crosses the line is the share of its states whose KL is lifted
+    (for the critical states, the detector's recall)."""
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    for crit, label in ((True, "critical states"), (False, "other states")):
+        u = np.sort(np.maximum(1 - df.loc[df.critical == crit, "certainty"].to_numpy(), floor))
+        if len(u):
+            ax.step(u, 1 - np.arange(len(u)) / len(u), where="post", label=f"{label} ({len(u)})")
+    for alpha in alphas:
+        x = 1 - 0.5 ** (1 / alpha)
+        ax.axvline(x, ls="--", color="grey", lw=1)
+        ax.annotate(f"alpha {alpha:g}", (x, 0.98), rotation=90, fontsize=8, ha="right", va="top")
+    ax.set(xscale="log", xlabel="uncertainty 1 - J(s)", ylabel="share of states with 1 - J >= x")
+    ax.legend(loc="lower left")
+    return ax

@@ -29,7 +29,8 @@ CASES = [
                            extra_digits=2, rounds=1, eval_plus=8, beta=1.0, variants="standard prioritized")),
     ("sweeps", dict(grid_seeds="4", grid_samples="50", jobs=1)),
     ("results", dict(level=5)),
-    ("regime", dict(level=2)),  # the one shipped level-2 checkpoint: another level, another number of panels
+    ("regime", dict(level=2)),
+    ("beyond", dict(**TINY, level=4, pretrain_seed=1, n_problems=8, alphas="150", ref_temperature=4.0)),  # the one shipped level-2 checkpoint: another level, another number of panels
 ]
 
 
@@ -51,6 +52,7 @@ PRESET_FIELDS = {
     "pretraining": ("PretrainConfig", "preset", {"level": "level", "seed": "seed"}),
     "critical_tokens": ("PretrainConfig", "preset", {"level": "level", "seed": "seed"}),
     "kl_penalty": ("PretrainConfig", "preset", {"level": "level", "seed": "seed"}),
+    "beyond": ("PretrainConfig", "preset", {"level": "level", "pretrain_seed": "seed"}),
     "kl_comparison": ("RLConfig", "preset", {"seed": "seed", "beta": "beta", "rounds": "rounds",
                                              "eval_plus": "eval_plus", "extra_digits": "extra_digits"}),
 }

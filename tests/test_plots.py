@@ -2,6 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
@@ -132,3 +133,18 @@ def test_plot_training_curves_worst_of_comfort_zone_and_plus1():
         assert len(dotted) == 1 and dotted[0].get_ydata()[0] == 0.97
     assert len(ax.figure.axes) == 2  # no empty panels
     assert not [line for line in plots.plot_training_curves(evals)[0].get_lines() if line.get_linestyle() == ":"]
+
+
+def test_plot_certainty_ecdf_draws_both_groups_and_the_thresholds():
+    from critkl.plots import plot_certainty_ecdf
+    df = pd.DataFrame(dict(certainty=[0.2, 0.5, 0.9, 0.95, 0.99, 1.0], critical=[True, True, False, False, False, False]))
+    ax = plot_certainty_ecdf(df, alphas=(150, 1000))
+    steps = [l for l in ax.get_lines() if l.get_linestyle() == "-"]
+    assert len(steps) == 2
+    crit = steps[0]
+    assert np.allclose(crit.get_xdata(), [0.5, 0.8]) and np.allclose(crit.get_ydata(), [1.0, 0.5])
+    other = steps[1]  # certainty 1.0 is drawn at the floor of the log axis
+    assert np.allclose(other.get_xdata(), [1e-7, 0.01, 0.05, 0.1]) and ax.get_xscale() == "log"
+    vlines = [l.get_xdata()[0] for l in ax.get_lines() if l.get_linestyle() == "--"]
+    assert np.allclose(sorted(vlines), sorted([1 - 0.5 ** (1 / 150), 1 - 0.5 ** (1 / 1000)]))
+    assert "critical states (2)" in [t.get_text() for t in ax.get_legend().get_texts()]
