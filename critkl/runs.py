@@ -9,13 +9,13 @@ A run is identified by its config's cache key (``critkl.config.cache_key``). Its
 - ``<root>/.locks/<name>.lock``: a lock held while a process works on the run. A second process asking for
   the same run waits for it, then reuses the result; different runs do not wait for each other.
 
-The trainers (``critkl.pretrain``, ``critkl.rl``) only say *what* to save; this module says *how*.
+The trainers (``critkl.pretrain``, ``critkl.rl``) only say *what* to save; this module says *how* (with the
+atomic writes and the lock of ``critkl.fileio``).
 """
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import shutil
 import sys
@@ -25,6 +25,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+from .fileio import atomic_dir, atomic_file, file_lock
 
 
 class RunFolderError(OSError):
@@ -69,25 +71,16 @@ class RunFolder:
     def claim(self, quiet: bool = False):
         """Hold the run's lock (waiting for another process that holds it) and clear leftovers: a stale
         ``.staging``, and a ``.partial`` left by a kill between the final rename and its removal."""
+        waiting = f"critkl: another process is working on {self.final.name}; waiting for it"
         try:
-            self.lock_file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            lock = file_lock(self.lock_file, on_wait=None if quiet else lambda: print(waiting, file=sys.stderr))
         except OSError as e:
             raise _io_error("create the run lock", self.lock_file, e) from e
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not quiet:
-                    print(f"critkl: another process is working on {self.final.name}; waiting for it",
-                          file=sys.stderr)
-                fcntl.flock(fd, fcntl.LOCK_EX)
+        with lock:
             shutil.rmtree(self.staging, ignore_errors=True)
             if self.done():
                 shutil.rmtree(self.partial, ignore_errors=True)
             yield self
-        finally:
-            os.close(fd)  # releases the lock
 
     # ---------------------------------------------------------------------------------------------
     def load_state(self, device) -> dict | None:
@@ -103,29 +96,20 @@ class RunFolder:
 
     def save_state(self, state: dict) -> None:
         """Replace the resumable state atomically (write a temporary file, fsync, rename)."""
-        tmp = self.state_file.with_suffix(".tmp")
         try:
-            self.partial.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            with atomic_file(self.state_file, tmp=self.partial / "state.tmp") as tmp, open(tmp, "wb") as f:
                 torch.save(state, f)
                 f.flush()
                 os.fsync(f.fileno())
-            tmp.replace(self.state_file)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise _io_error("write the resumable state", self.state_file, e) from e
 
     def finish(self, write: Callable[[Path], None]) -> Path:
         """Let ``write(folder)`` fill the staging folder, then move it into place in one rename and drop
         the partial state. Returns the finished folder."""
-        shutil.rmtree(self.staging, ignore_errors=True)
         try:
-            try:
-                self.staging.mkdir(parents=True)
-                write(self.staging)
-                self.staging.replace(self.final)
-            finally:  # after a successful rename there is nothing left to remove
-                shutil.rmtree(self.staging, ignore_errors=True)
+            with atomic_dir(self.final, tmp=self.staging) as staging:
+                write(staging)
         except OSError as e:
             raise _io_error("write the finished run", self.final, e) from e
         shutil.rmtree(self.partial, ignore_errors=True)
