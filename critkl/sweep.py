@@ -33,12 +33,12 @@ a point running longer than ``--timeout-min`` is killed and counted failed::
     critkl sweep book/task.ipynb --grid seed=0,1,2 --grid n_samples=100,1000 --out sweeps/task --jobs 2
     critkl gather sweeps/task --out sweeps/task.csv
 
-**On a SLURM cluster** (``--executor slurm``; DIR must be on the shared file system): one submitit job
-array (submitit's files in ``DIR/_slurm``, :func:`sbatch_script` shows its script), ``--timeout-min`` is
-the SLURM time limit of each point (a point killed at it is counted failed, with SLURM's reason). The
-command waits for the array, watching the result files and ``squeue`` (not ``sacct``: where accounting is
-off, as on many small clusters, one line says so), and prints the same summary. Run it again to resume:
-a point whose job from the killed run is still queued is waited for, not submitted twice::
+**On a SLURM cluster** (``--executor slurm``, ``critkl.slurm``; DIR must be on the shared file system): one
+submitit job array (submitit's files in ``DIR/_slurm``, :func:`sbatch_script` shows its script),
+``--timeout-min`` is the SLURM time limit of each point (a point killed at it is counted failed, with SLURM's
+reason). The command waits for the array, watching the result files and ``squeue`` (not ``sacct``: where
+accounting is off, as on many small clusters, one line says so), and prints the same summary. Run it again to
+resume: a point whose job from the killed run is still queued is waited for, not submitted twice::
 
     critkl sweep book/task.ipynb --grid seed=0,1,2,3 --grid level=7,9 --out /shared/sweeps/task \\
         --executor slurm --slurm-partition gpu --slurm-gpus-per-job 1 --slurm-array-parallelism 8 \\
@@ -50,31 +50,32 @@ for tests); there ``--timeout-min`` only bounds each cell. From Python::
     points = plan("book/task.ipynb", grid=["seed=0,1"], sets=["n_samples=100"])
     print(run_sweep("book/task.ipynb", points, "sweeps/task"))
     df = gather("sweeps/task")
+
+This module plans and runs a sweep; ``critkl.points`` executes one point in its folder.
 """
 from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import dataclasses
 import functools
 import hashlib
 import itertools
 import json
-import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
-MARKER, PARAMS, LOG, ERROR = "done.json", "point.json", "log.txt", "error.txt"
-RESULTS_PARAM = "results_dir"  # set by the sweep to each point's folder, never swept
+from . import slurm
+from .fileio import file_lock, write_atomic
+from .points import MARKER, PARAMS, RESULTS_PARAM, Point, execute, failure
+from .points import write_metrics  # noqa: F401 -- the chapters import it from here
+from .slurm import sbatch_script  # noqa: F401 -- the book shows the script from here
+
 EXECUTORS = ("local", "slurm", "debug")
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CRITKL_TORCH_THREADS")
 
 
 class SweepError(ValueError):
@@ -180,154 +181,7 @@ def point_id(params: dict) -> str:
     return f"{prefix}-{digest}"
 
 
-# ------------------------------------------------------------------------------------- one point
-
-@dataclasses.dataclass(frozen=True)
-class Point:
-    """One unit of work, picklable: what :func:`execute` needs, wherever it runs."""
-    notebook: str                   # absolute path of the chapter
-    folder: str                     # absolute path of DIR/<point-id>
-    params: dict                    # the swept values (point.json)
-    results_dir: bool = False       # the chapter has a results_dir parameter: give it the folder
-    threads: int | None = None      # OMP/MKL/CRITKL_TORCH threads of the kernel; None = inherit
-    cell_timeout_s: float | None = None  # papermill's limit per cell
-
-
-def execute(point: Point, own_process: bool = False) -> bool:
-    """Run one point from an empty folder; True when finished (``done.json`` written last). Never
-    raises: a failure leaves the executed notebook (if any) and ``error.txt``. ``own_process``: this
-    process is the point's alone, so its file descriptors 1 and 2 (inherited by the kernel) go to the log."""
-    folder = Path(point.folder)
-    if (folder / MARKER).exists():
-        return True
-    nb_path = folder / Path(point.notebook).name
-    tmp = _tmp_notebook(nb_path)
-    start = time.time()
-    try:
-        if folder.exists():
-            shutil.rmtree(folder)  # what an interrupted or failed attempt left
-        folder.mkdir(parents=True)
-        _write_atomic(folder / PARAMS, json.dumps(point.params, indent=1, default=repr) + "\n")
-        _papermill(point, tmp, own_process)
-    except Exception as e:  # noqa: BLE001 -- a point's failure is data, not a crash of the sweep
-        folder.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            os.replace(tmp, nb_path)  # papermill finished writing it before raising
-        _write_atomic(folder / ERROR, traceback.format_exc() + _error_line(e) + "\n")
-        return False
-    os.replace(tmp, nb_path)
-    _write_atomic(folder / MARKER, json.dumps({"seconds": round(time.time() - start, 3)}) + "\n")
-    return True
-
-
-def _papermill(point: Point, output: Path, own_process: bool) -> None:
-    """Execute the chapter with the point's parameters into ``output``, the kernel's streams in the log."""
-    import papermill
-    folder = Path(point.folder)
-    parameters = {**point.params, **({RESULTS_PARAM: str(folder)} if point.results_dir else {})}
-    with open(folder / LOG, "w") as log, _thread_env(point.threads):
-        if own_process:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-        papermill.execute_notebook(point.notebook, str(output), parameters=parameters, kernel_name="python3",
-                                   cwd=str(Path(point.notebook).parent), progress_bar=False,
-                                   stdout_file=log, stderr_file=log, execution_timeout=point.cell_timeout_s)
-
-
-@contextlib.contextmanager
-def _thread_env(threads: int | None):
-    """Set the thread variables the kernel inherits (restored afterwards: the debug executor is in-process)."""
-    saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    if threads:
-        os.environ.update({k: str(threads) for k in THREAD_VARS})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
-
-
-def _tmp_notebook(path: Path) -> Path:
-    return path.with_suffix(".tmp.ipynb")  # papermill wants the .ipynb extension
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = _tmp(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _error_line(e: BaseException) -> str:
-    if hasattr(e, "ename"):  # papermill's PapermillExecutionError: the chapter's own exception
-        return f"{e.ename}: {e.evalue}"
-    return _last_line("".join(traceback.format_exception_only(type(e), e)))
-
-
-def _last_line(text: str) -> str:
-    return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
-
-
-def write_metrics(df, results_dir, name: str = "metrics.csv") -> Path:
-    """Write a chapter's tidy table into a sweep point's folder (``results_dir``), atomically."""
-    if not results_dir:
-        raise ValueError("results_dir is empty: nothing to write to")
-    path = Path(results_dir) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, df.to_csv(index=False))
-    return path
-
-
 # ------------------------------------------------------------------------------------- executors
-
-SLURM_JOB_NAME = "critkl-sweep"
-SQUEUE_EVERY_S = 10      # how often a SLURM sweep asks squeue which of its jobs are still queued
-SLURM_JOBS = "jobs.json"  # DIR/_slurm/jobs.json: point id -> SLURM job id, for a resumed sweep to find them
-
-
-def _slurm_parameters(timeout_min: float, partition: str | None, gpus_per_job: int | None,
-                      array_parallelism: int | None) -> dict:
-    """submitit's SlurmExecutor parameters of a sweep; None values are left out (SLURM's default).
-    submitit asks SLURM for USR2 90 s before the time limit, for a checkpointable job to requeue itself. A
-    point cannot: the signal would only end it up to 2.5 min early, and under a limit of a few minutes at
-    once, before Python has a handler (exit status 140, no result). So the sweep asks for SIGCONT, a no-op,
-    and SLURM's own SIGTERM at the limit ends a point (its reason in the job's log and the summary)."""
-    params = dict(job_name=SLURM_JOB_NAME, time=math.ceil(timeout_min), partition=partition,
-                  gpus_per_node=gpus_per_job, array_parallelism=array_parallelism,
-                  additional_parameters={"signal": "CONT@90"})
-    return {k: v for k, v in params.items() if v is not None}
-
-
-def slurm_executor(folder, timeout_min: float = 120, partition: str | None = None,
-                   gpus_per_job: int | None = None, array_parallelism: int | None = None):
-    """submitit's SLURM executor for a sweep (one array job; None = SLURM's default). Raises
-    :class:`SweepError` off a SLURM cluster (no ``srun``)."""
-    import submitit
-    try:
-        executor = submitit.SlurmExecutor(folder=folder)
-    except RuntimeError as e:
-        raise SweepError(f"executor slurm: {e}") from None
-    executor.update_parameters(**_slurm_parameters(timeout_min, partition, gpus_per_job, array_parallelism))
-    return executor
-
-
-def sbatch_script(out, n_points: int, timeout_min: float = 120, partition: str | None = None,
-                  gpus_per_job: int | None = None, array_parallelism: int | None = None) -> str:
-    """The sbatch script that ``critkl sweep ... --out OUT --executor slurm`` submits for ``n_points``
-    points, made without SLURM and without submitting anything: for the book to show what runs."""
-    import shlex
-    from submitit.slurm.slurm import _make_sbatch_string
-    folder = Path(out).resolve() / "_slurm"
-    command = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(str(folder))}"
-    return _make_sbatch_string(command=command, folder=folder, map_count=n_points,
-                               **_slurm_parameters(timeout_min, partition, gpus_per_job, array_parallelism))
-
 
 def _run_submitit(executor, points: list[Point]):
     """Yield (point, error or None) as the jobs of ``executor.map_array`` complete (the debug executor)."""
@@ -335,120 +189,25 @@ def _run_submitit(executor, points: list[Point]):
     jobs = executor.map_array(execute, points)
     point_of = {id(job): point for job, point in zip(jobs, points)}
     for job in submitit.helpers.as_completed(jobs, poll_frequency=2):
-        yield point_of[id(job)], _job_error(job)
-
-
-def _job_error(job) -> str | None:
-    try:
-        job.result()
-        return None
-    except Exception as e:  # noqa: BLE001 -- the job failed outside execute (which never raises)
-        return _error_line(e)
+        yield point_of[id(job)], slurm.job_error(job)
 
 
 def _run_slurm(executor, points: list[Point]):
-    """Yield (point, error or None) as the array's jobs end. The jobs are watched with squeue and their
-    result files, not with sacct (submitit's way): many small clusters run without accounting, where sacct
-    fails on every poll and a job killed by SLURM (time limit, scancel) would be waited for forever.
-    A point whose job from an earlier, killed ``critkl sweep`` is still queued is waited for, not submitted
-    again (two jobs would run it in the same folder)."""
-    from submitit.slurm.slurm import SlurmJob
-    folder = Path(executor.folder)
-    record = folder / SLURM_JOBS
-    known = json.loads(record.read_text()) if record.exists() else {}
-    queued = _queued()
-    if queued is None:
-        raise SweepError("squeue failed: cannot tell whether the jobs of an earlier run of this sweep still run")
-    jobs = {i: SlurmJob(folder=folder, job_id=known[Path(p.folder).name], tasks=(0,))
-            for i, p in enumerate(points) if known.get(Path(p.folder).name) in queued}
-    new = [i for i in range(len(points)) if i not in jobs]
-    if new:
-        jobs.update(zip(new, executor.map_array(execute, [points[i] for i in new])))
-        known.update({Path(points[i].folder).name: jobs[i].job_id for i in new})
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(record, json.dumps(known, indent=1) + "\n")
-    _accounting_notice(next(iter(jobs.values())).job_id.split("_")[0], folder)
-    for i, job in _watch(jobs):
-        yield points[i], _slurm_outcome(points[i], job)
-
-
-def _queued() -> set[str] | None:
-    """Ids (``123_4``) of this user's sweep jobs not ended yet (pending, running, completing); None when
-    squeue fails (the controller is busy: ask again later)."""
+    """:func:`critkl.slurm.run`, its refusal (squeue cannot answer) as a :class:`SweepError`."""
     try:
-        done = subprocess.run(["squeue", "--me", f"--name={SLURM_JOB_NAME}", "--noheader", "--array", "--format=%i"],
-                              capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return set(done.stdout.split()) if done.returncode == 0 else None
+        yield from slurm.run(executor, points)
+    except slurm.SlurmError as e:
+        raise SweepError(str(e)) from None
 
 
-def _watch(jobs: dict):
-    """Yield (key, job) of ``jobs`` as each ends: its result file appears, or squeue has lost it twice in a
-    row (the second time gives a slow shared file system a moment to show a result file written at the end)."""
-    waiting, missed, next_squeue = dict(jobs), dict.fromkeys(jobs, 0), time.monotonic() + SQUEUE_EVERY_S
-    while True:
-        for key, job in list(waiting.items()):
-            if job.paths.result_pickle.exists() or missed[key] >= 2:
-                del waiting[key]
-                yield key, job
-        if not waiting:
-            return
-        if time.monotonic() >= next_squeue:
-            queued, next_squeue = _queued(), time.monotonic() + SQUEUE_EVERY_S
-            if queued is not None:  # else no news: squeue failed
-                for key, job in waiting.items():
-                    missed[key] = 0 if job.job_id in queued else missed[key] + 1
-        time.sleep(1)
-
-
-def _slurm_outcome(point: Point, job) -> str | None:
-    """The error of an ended job (None: its point finished or failed by itself, see its error.txt). When
-    SLURM ended it (slurmstepd's ``*** JOB ... CANCELLED ... DUE TO TIME LIMIT ***`` line in its log), that
-    line is the point's error, also when the kernel died of SLURM's SIGTERM first and the point recorded
-    that: it is appended to error.txt, whose last line the summary shows."""
-    killed = _slurm_cancel_line(job)
-    if not job.paths.result_pickle.exists():
-        return killed or f"SLURM job {job.job_id} ended without a result; its log: {job.paths.stderr}"
-    error, error_file = _job_error(job), Path(point.folder) / ERROR
-    if killed and error_file.exists() and not (Path(point.folder) / MARKER).exists():
-        _write_atomic(error_file, error_file.read_text() + killed + "\n")
-    return error
-
-
-def _slurm_cancel_line(job) -> str | None:
-    """slurmstepd's ``*** JOB 12 (or STEP 12.0) ON node CANCELLED AT ... DUE TO TIME LIMIT ***`` in the job's
-    stderr, if any."""
-    try:
-        lines = Path(job.paths.stderr).read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    found = [line.split("error: ", 1)[-1].strip() for line in lines if "slurmstepd" in line and "***" in line]
-    return next((line for line in found if line.startswith("*** JOB")), found[-1] if found else None)
-
-
-def _accounting_notice(job_id: str, folder: Path) -> None:
-    """One line where sacct cannot answer (accounting off, as on many small clusters), in place of submitit's
-    warning at every poll: the sweep does not need sacct."""
-    try:
-        done = subprocess.run(["sacct", "--noheader", "--allocations", "--format=JobID", f"--jobs={job_id}"],
-                              capture_output=True, text=True, timeout=60)
-        why = _last_line(done.stderr) if done.returncode else ""
-    except (OSError, subprocess.TimeoutExpired) as e:
-        why = str(e)
-    if why:
-        from tqdm.auto import tqdm
-        tqdm.write(f"critkl sweep: no SLURM accounting here (sacct: {why}); job states come from the sweep's "
-                   f"own files ({folder}, each point's {MARKER}) and squeue", file=sys.stderr)
-
-
-# A local worker loads this file alone, not the critkl package: papermill is all it needs, and importing
-# the package (torch, transformers) would cost each point seconds and hundreds of MB.
-_WORKER = ("import importlib.util, json, sys\n"
-           "spec = importlib.util.spec_from_file_location('critkl_sweep_worker', sys.argv[1])\n"
-           "sweep = sys.modules[spec.name] = importlib.util.module_from_spec(spec)\n"
-           "spec.loader.exec_module(sweep)\n"
-           "sweep.execute(sweep.Point(**json.loads(sys.argv[2])), own_process=True)\n")
+# A local worker imports critkl.points without the package's __init__ (an empty stand-in for the package):
+# papermill is all a point needs, and importing the package (torch, transformers) would cost each point
+# seconds and hundreds of MB.
+_WORKER = ("import json, sys, types\n"
+           "sys.modules['critkl'] = types.ModuleType('critkl')\n"
+           "sys.modules['critkl'].__path__ = [sys.argv[1]]\n"
+           "from critkl.points import Point, execute\n"
+           "execute(Point(**json.loads(sys.argv[2])), own_process=True)\n")
 
 
 def _run_local(points: list[Point], jobs: int, timeout_min: float):
@@ -458,7 +217,7 @@ def _run_local(points: list[Point], jobs: int, timeout_min: float):
     while waiting or running:
         while waiting and len(running) < jobs:
             point = waiting.pop(0)
-            argv = [sys.executable, "-c", _WORKER, __file__, json.dumps(dataclasses.asdict(point))]
+            argv = [sys.executable, "-c", _WORKER, str(Path(__file__).parent), json.dumps(dataclasses.asdict(point))]
             running[subprocess.Popen(argv, stdin=subprocess.DEVNULL)] = (point, time.monotonic() + timeout_min * 60)
         for proc, (point, deadline) in list(running.items()):
             if proc.poll() is None and time.monotonic() < deadline:
@@ -474,7 +233,7 @@ def _run_local(points: list[Point], jobs: int, timeout_min: float):
         time.sleep(0.1)
 
 
-def _runner(executor: str, out: Path, jobs: int, timeout_min: float, slurm: dict):
+def _runner(executor: str, out: Path, jobs: int, timeout_min: float, slurm_kw: dict):
     """points -> iterator of (point, error); built before anything is written (SLURM may be missing)."""
     if executor == "local":
         return functools.partial(_run_local, jobs=jobs, timeout_min=timeout_min)
@@ -482,7 +241,11 @@ def _runner(executor: str, out: Path, jobs: int, timeout_min: float, slurm: dict
         import submitit
         return functools.partial(_run_submitit, submitit.DebugExecutor(folder=out / "_debug"))
     if executor == "slurm":
-        return functools.partial(_run_slurm, slurm_executor(out / "_slurm", timeout_min, **slurm))
+        try:
+            cluster = slurm.slurm_executor(out, timeout_min, **slurm_kw)
+        except slurm.SlurmError as e:
+            raise SweepError(str(e)) from None
+        return functools.partial(_run_slurm, cluster)
     raise SweepError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
 
 
@@ -508,7 +271,8 @@ class Summary:
 def run_sweep(notebook, points: list[dict], out, executor: str = "local", jobs: int = 1,
               timeout_min: float = 120, slurm: dict | None = None, progress: bool = True) -> Summary:
     """Execute ``notebook`` at every point (from :func:`plan`) not yet finished in ``out``.
-    ``slurm``: keyword arguments of :func:`slurm_executor` (partition, gpus_per_job, array_parallelism)."""
+    ``slurm``: keyword arguments of :func:`critkl.slurm.slurm_executor` (partition, gpus_per_job,
+    array_parallelism)."""
     from tqdm.auto import tqdm
     notebook, out = Path(notebook).resolve(), Path(out).resolve()
     run = _runner(executor, out, jobs, timeout_min, slurm or {})
@@ -529,46 +293,17 @@ def run_sweep(notebook, points: list[dict], out, executor: str = "local", jobs: 
                 if (Path(point.folder) / MARKER).exists():
                     summary.finished.append(Path(point.folder).name)
                 else:
-                    summary.failed[Path(point.folder).name] = _failure(point, error)
+                    summary.failed[Path(point.folder).name] = failure(point, error)
                 bar.update()
     return summary
 
 
-@contextlib.contextmanager
 def _locked(out: Path):
-    import fcntl
-    with open(out / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SweepError(f"another sweep is running in {out}") from None
-        yield
-
-
-def _failure(point: Point, error: str | None) -> tuple[str, str]:
-    """(notebook path, last line of the error) of an unfinished point. ``error`` comes from the executor
-    (time-out, killed worker); it is recorded in error.txt, and a readable partial notebook is kept."""
-    folder = Path(point.folder)
-    nb_path = folder / Path(point.notebook).name
-    if error is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        _salvage(_tmp_notebook(nb_path), nb_path)
-        if not (folder / ERROR).exists():
-            _write_atomic(folder / ERROR, error + "\n")
-    text = (folder / ERROR).read_text() if (folder / ERROR).exists() else ""
-    return str(nb_path), _last_line(text) or "no completion marker"
-
-
-def _salvage(tmp: Path, path: Path) -> None:
-    """A killed point's partial notebook: renamed into place if readable, else removed."""
-    import nbformat
-    if not tmp.exists():
-        return
+    """DIR's lock, held while the sweep runs: a second sweep in the same DIR is refused, not queued."""
     try:
-        nbformat.read(str(tmp), as_version=4)
-        os.replace(tmp, path)
-    except Exception:  # noqa: BLE001 -- truncated mid-write
-        tmp.unlink()
+        return file_lock(out / ".lock", wait=False)
+    except BlockingIOError:
+        raise SweepError(f"another sweep is running in {out}") from None
 
 
 # ---------------------------------------------------------------------------------------- gather
@@ -652,8 +387,7 @@ def gather_main(args: argparse.Namespace) -> int:
         print(f"critkl gather: error: {e}", file=sys.stderr)
         return 2
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(Path(args.out), df.to_csv(index=False))
+        write_atomic(Path(args.out), df.to_csv(index=False))
         print(f"{len(df)} rows from {df['point'].nunique()} points -> {args.out}")
     else:
         df.to_csv(sys.stdout, index=False)

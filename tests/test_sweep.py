@@ -14,7 +14,10 @@ import nbformat
 import pandas as pd
 import pytest
 
+import critkl.slurm
 from critkl import cli, sweep
+from critkl.fileio import file_lock
+from critkl.points import THREAD_VARS
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = ROOT / "book" / "task.ipynb"
@@ -143,6 +146,14 @@ def test_slurm_off_cluster_exits_2_and_writes_nothing(tmp_path, capsys, monkeypa
     monkeypatch.setenv("PATH", str(tmp_path))  # no srun
     status, io = run_cli(capsys, TASK, "--grid", "seed=0", "--out", tmp_path / "sweep", "--executor", "slurm")
     assert status == 2 and "srun" in io.err and not (tmp_path / "sweep").exists()
+
+
+def test_a_second_sweep_in_the_same_dir_exits_2(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    with file_lock(out / ".lock"):  # as a running sweep holds it
+        status, io = run_cli(capsys, TASK, "--grid", "seed=0", "--out", out)
+    assert status == 2 and f"another sweep is running in {out}" in io.err
+    assert [p.name for p in out.iterdir()] == [".lock"]
 
 
 # --------------------------------------------------------------------------- book/task.ipynb 2 x 2
@@ -300,7 +311,7 @@ def test_sbatch_script_without_slurm(tmp_path, monkeypatch):
 def slurm(slurm_cluster, monkeypatch):
     """SLURM's clients see the one-node cluster; the sweep asks squeue every second (not 10: tests wait less)."""
     monkeypatch.setenv("SLURM_CONF", str(slurm_cluster))
-    monkeypatch.setattr(sweep, "SQUEUE_EVERY_S", 1)
+    monkeypatch.setattr(critkl.slurm, "SQUEUE_EVERY_S", 1)
     return slurm_cluster
 
 
@@ -338,14 +349,14 @@ def test_killed_slurm_sweep_resumes_without_submitting_twice(slurm, tmp_path, ca
     argv = [nb, "--grid", "seed=0,1", "--set", f"gate={gate}", "--set", f"log={runs}", "--out", out]
     kill_when_both_started(slurm_cli(*argv), out, tmp_path / "killed.log")
     jobs = json.loads((out / "_slurm" / "jobs.json").read_text())
-    assert set(jobs.values()) <= sweep._queued()  # still running without the command
+    assert set(jobs.values()) <= critkl.slurm.queued()  # still running without the command
 
     def queued_then_open_the_gate():  # the resumed sweep has seen the earlier jobs queued: let them finish
         queued = real_queued()
         gate.touch()
         return queued
-    real_queued = sweep._queued
-    monkeypatch.setattr(sweep, "_queued", queued_then_open_the_gate)
+    real_queued = critkl.slurm.queued
+    monkeypatch.setattr(critkl.slurm, "queued", queued_then_open_the_gate)
     status, io = run_cli(capsys, *argv, "--executor", "slurm", "--slurm-partition", "cpu")
     assert status == 0, io.out + io.err
     assert "2 finished, 0 skipped (finished before), 0 failed" in io.out
@@ -360,7 +371,7 @@ def test_killed_slurm_sweep_resumes_without_submitting_twice(slurm, tmp_path, ca
 def test_slurm_points_failing_and_over_the_time_limit(slurm, tmp_path, capsys, monkeypatch):
     """seed 0 raises, seed 1 outlives its 1-minute SLURM time limit (SLURM kills it: no result file, and
     sacct cannot say why), seed 2 finishes. The sweep ends, with each failure's reason in the summary."""
-    for var in sweep.THREAD_VARS:  # as on a cluster node: SLURM, not the submitting shell, sets them
+    for var in THREAD_VARS:  # as on a cluster node: SLURM, not the submitting shell, sets them
         monkeypatch.delenv(var, raising=False)
     nb = tiny_notebook(tmp_path / "tiny.ipynb", 'if seed == 0:\n    raise ValueError("boom at seed 0")',
                        "import time\nif seed == 1:\n    time.sleep(600)", METRICS_CELL)
