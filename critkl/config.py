@@ -341,6 +341,15 @@ def cache_key(cfg) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def config_name(cfg: dict) -> str:
+    """A pre-training configuration without its seed (its seeds share it): level, architecture and size,
+    auxiliary task, steps, precision (``critkl.regime``'s tables and ``critkl.store.shipped_evals`` group by it).
+    ``cfg``: a checkpoint's recorded config (a dict)."""
+    aux = f"-{cfg['aux_task']}{cfg['aux_max_digits']}x{cfg['aux_fraction']:g}" if cfg.get("aux_task", "none") != "none" else ""
+    return (f"N{cfg['level']}-{cfg['arch']}{cfg['n_layer']}x{cfg['n_embd']}{aux}-{cfg['max_steps']}steps"
+            f"-lr{cfg['lr']:g}-b{cfg['batch_size']}-{cfg.get('precision', 'bf16')}")
+
+
 def critkl_home() -> Path:
     """Root of critkl's on-disk cache: ``$CRITKL_HOME`` or, when it is unset, ``~/.cache/critkl``.
 

@@ -1,5 +1,6 @@
-"""Atomic writes and file locks: a file or a folder appears complete or not at all (a kill leaves no
-half-written result), and one process at a time works on what a lock guards.
+"""Atomic writes, file locks and the file hash: a file or a folder appears complete or not at all (a kill
+leaves no half-written result), one process at a time works on what a lock guards, and a weights file has one
+sha256 (written into a checkpoint's critkl.json, checked by the model store, part of an RL run's cache key).
 
 The writes go into a temporary name in the destination's folder (same file system), then rename. The lock is
 ``flock``'s: the kernel releases it when its holder ends, however it ends (SIGKILL too), so a killed process
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -86,3 +88,11 @@ def file_lock(path: Path, wait: bool = True, on_wait: Callable[[], None] | None 
         raise
     return lock
 
+
+def sha256(path: Path) -> str:
+    """The hex sha256 of a file's bytes, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -147,7 +147,7 @@ def save_checkpoint(model: PreTrainedModel, tok, path: Path, info: dict) -> None
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
-    from .store import sha256  # the store checks shipped weights against it
+    from .fileio import sha256  # the store checks shipped weights against it
     info = {**info, "torch_version": torch.__version__, "weights_sha256": sha256(path / WEIGHTS_FILES[0])}
     (path / CRITKL_FILE).write_text(json.dumps(info, indent=2, default=str))
 

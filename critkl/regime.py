@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from . import task
+from .config import config_name  # the regime table's configuration column
 from .measure import certainty_delta, failure_row, measure, table1, tracking_problems
 from .fileio import atomic_file
 from .model import load_checkpoint
@@ -29,14 +30,6 @@ from .sampling import generate
 # every criterion holds. (column, comparison, threshold)
 PREMISE = (("greedy_min_1toN", ">=", 0.97), ("plus1_T1", ">=", 0.15), ("plus1_T1", "<=", 0.60),
            ("fail_at_critical", ">=", 0.5), ("p_first_comma_mean", "<=", 0.8))
-
-
-def config_name(cfg: dict) -> str:
-    """A pre-training configuration without its seed (its seeds share it): level, architecture and size,
-    auxiliary task, steps, precision."""
-    aux = f"-{cfg['aux_task']}{cfg['aux_max_digits']}x{cfg['aux_fraction']:g}" if cfg.get("aux_task", "none") != "none" else ""
-    return (f"N{cfg['level']}-{cfg['arch']}{cfg['n_layer']}x{cfg['n_embd']}{aux}-{cfg['max_steps']}steps"
-            f"-lr{cfg['lr']:g}-b{cfg['batch_size']}-{cfg.get('precision', 'bf16')}")
 
 
 def premise_holds(row: dict) -> bool:

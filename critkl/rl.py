@@ -37,7 +37,7 @@ from .losses import (approx_kl, clipped, entropy, entropy_weighted_advantages, e
 from .measure import critical_probabilities, tracking_problems  # the evaluation's Fig.-7 tracking, not the update
 from .model import CheckpointError, load_checkpoint, read_info, save_checkpoint, select_device
 from .runs import RunFolder, rng_state, set_rng_state
-from .store import sha256
+from .fileio import sha256
 from .rollout import Batch, accuracy, collect, draw_problems
 from .sampling import Generation, completion_logits, token_logprobs
 

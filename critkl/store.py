@@ -12,13 +12,12 @@ run from the cache into the store).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
-from .fileio import atomic_dir
+from .fileio import atomic_dir, sha256
 
 STORE_ENV = "CRITKL_MODELS"
 SHIPPED_FILES = ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
@@ -29,14 +28,6 @@ def store_dir() -> Path:
     """``$CRITKL_MODELS`` when set, else ``models/`` beside the ``critkl`` package (the repository root)."""
     value = os.environ.get(STORE_ENV)
     return Path(value).expanduser() if value else Path(__file__).resolve().parent.parent / "models"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def index(store: Path | None = None) -> dict[str, Path]:
@@ -54,11 +45,11 @@ def shipped_evals(store: Path | None = None):
     """Every shipped checkpoint's ``eval.csv`` (greedy exact match per operand length at each evaluation during
     pre-training) in one table, one row per checkpoint, step and length, with the checkpoint's folder name
     (``checkpoint``), ``level``, ``pretrain_seed``, ``precision``, ``max_steps``, training ``minutes`` and its
-    configuration without the seed (``config``, as ``critkl.regime.config_name`` names it in
+    configuration without the seed (``config``, as ``critkl.config.config_name`` names it in
     ``results/regime_search.csv``). Checkpoints without an ``eval.csv`` are left out."""
     import pandas as pd
 
-    from .regime import config_name
+    from .config import config_name
     frames = []
     for folder in index(store).values():
         if not (folder / "eval.csv").is_file():
