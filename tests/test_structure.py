@@ -1,6 +1,11 @@
-"""The package's import graph, read from the source with ``ast`` (no module is executed): every import of a
-critkl module, at module level or inside a function, is an edge. No cycle; ``analysis`` (statistics) imports
-no critkl module; ``critical`` (the pure locator) no model code; the RL collect no measurement code."""
+"""The package's shape, read from the source with ``ast`` (no module is executed).
+
+The import graph: every import of a critkl module, at module level or inside a function, is an edge. No cycle;
+``analysis`` (statistics) imports no critkl module; ``critical`` (the pure locator) no model code; the RL collect
+no measurement code; a sweep point's worker process needs nothing that imports torch.
+
+Module size: one module per concept, at most ``MAX_LINES`` lines, unless its docstring says why it is one concept
+that stays one module (as ``config``'s does)."""
 from __future__ import annotations
 
 import ast
@@ -122,3 +127,33 @@ def test_the_locator_runs_no_model():
 @pytest.mark.parametrize("hot", ["critkl.rollout", "critkl.losses"])
 def test_the_rl_collect_and_loss_import_no_measurement(hot):
     assert "critkl.measure" not in reachable(hot) and "critkl.analysis" not in reachable(hot)
+
+
+def test_a_sweep_point_needs_no_torch():
+    """A local sweep worker imports critkl.points without the package's __init__ (critkl.sweep): what it imports
+    must not import torch either."""
+    assert reachable("critkl.points") <= {"critkl.fileio"} and GRAPH["critkl.fileio"] == set()
+
+
+# ----------------------------------------------------------------------------------------- module size
+
+MAX_LINES = 450
+
+
+def says_one_concept(source: str) -> bool:
+    """The module docstring says why a long module is still one: "one concept" ... "one module"."""
+    doc = " ".join((ast.get_docstring(ast.parse(source)) or "").lower().split())
+    return "one concept" in doc and "one module" in doc
+
+
+def test_the_size_rule_reads_docstrings():
+    assert says_one_concept(MODULES["critkl.config"].read_text())
+    assert not says_one_concept('"""Sweeps, SLURM and file locks."""\nx = 1\n')
+    assert not says_one_concept("x = 1  # one concept, one module: a comment is not the docstring\n")
+
+
+def test_long_modules_say_why_they_are_one_concept():
+    lines = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
+    unexplained = {name: n for name, n in lines.items() if n > MAX_LINES and not says_one_concept(MODULES[name].read_text())}
+    assert not unexplained, (f"over {MAX_LINES} lines: {unexplained}; split by concept, or say in the module docstring "
+                             "why it is one concept that stays one module")
