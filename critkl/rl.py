@@ -348,7 +348,8 @@ class Evaluator:
         self.labels = dict(kl=cfg.kl, alpha=cfg.alpha, beta=cfg.beta, ref_temperature=cfg.ref_temperature,
                            certainty=cfg.certainty, temperature=cfg.temperature, lr=cfg.lr, seed=cfg.seed,
                            level=level, extra_digits=cfg.extra_digits, algo=cfg.algo, estimator=cfg.estimator,
-                           preset=cfg.preset)
+                           preset=cfg.preset, top_entropy_quantile=cfg.top_entropy_quantile,
+                           advantage_weighting=cfg.advantage_weighting)
 
     def __call__(self, policy, round_: int) -> tuple[dict, pd.DataFrame]:
         cfg, level, t = self.cfg, self.level, self.temperature

@@ -27,6 +27,8 @@ CASES = [
     ("kl_penalty", dict(**TINY, level=4, seed=1, n_problems=4)),
     ("kl_comparison", dict(pretrain_preset="tiny", preset="tiny", level=2, pretrain_seed=1, seed=3,
                            extra_digits=2, rounds=1, eval_plus=8, beta=1.0, variants="standard prioritized")),
+    ("kl_comparison", dict(pretrain_preset="tiny", preset="tiny", level=3, rounds=1, eval_plus=8,
+                           variants="oracle oracle_inverse", top_entropy_quantile=0.2, advantage_weighting="entropy")),
     ("sweeps", dict(grid_seeds="4", grid_samples="50", jobs=1)),
     ("results", dict(level=5)),
     ("regime", dict(level=2)),
@@ -54,7 +56,9 @@ PRESET_FIELDS = {
     "kl_penalty": ("PretrainConfig", "preset", {"level": "level", "seed": "seed"}),
     "beyond": ("PretrainConfig", "preset", {"level": "level", "pretrain_seed": "seed"}),
     "kl_comparison": ("RLConfig", "preset", {"seed": "seed", "beta": "beta", "rounds": "rounds",
-                                             "eval_plus": "eval_plus", "extra_digits": "extra_digits"}),
+                                             "eval_plus": "eval_plus", "extra_digits": "extra_digits",
+                                             "top_entropy_quantile": "top_entropy_quantile",
+                                             "advantage_weighting": "advantage_weighting"}),
 }
 DELIBERATE = {("kl_comparison", "rounds"): "5 of the preset's 10 rounds keep the live run to minutes"}
 
