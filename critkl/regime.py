@@ -136,6 +136,8 @@ def premise_summary(rows: pd.DataFrame) -> pd.DataFrame:
     many the premise holds, the mean of each criterion, and the verdict of the regime issue: ``holds``
     (on >= 2 of >= 3 seeds), ``fails`` (on > 1 of them, so 2 of 3 can no longer hold), else ``open``."""
     cols = [c for col, _, _ in PREMISE for c in [col] if c in rows]
+    # a checkpoint probed twice counts once, with its latest probe (one seed, one vote)
+    rows = rows.drop_duplicates("checkpoint", keep="last") if "checkpoint" in rows else rows
     g = rows.groupby("config", sort=False)
     out = g.agg(seeds=("pretrain_seed", "nunique"), premise_seeds=("premise", lambda x: int(x.astype(bool).sum())),
                 **{c: (c, "mean") for c in dict.fromkeys(cols)}).reset_index()

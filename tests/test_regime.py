@@ -76,3 +76,13 @@ def test_premise_summary_verdicts():
     assert s.loc["A", "verdict"] == "holds" and s.loc["A", "premise_seeds"] == 2 and s.loc["A", "seeds"] == 3
     assert s.loc["B", "verdict"] == "fails"   # 2 seeds fail: 2 of 3 can no longer hold
     assert s.loc["C", "verdict"] == "open"    # 1 of 2 so far
+
+
+def test_premise_summary_counts_a_checkpoint_probed_twice_once():
+    from critkl.regime import premise_summary
+    rows = pd.DataFrame(dict(
+        config=["A"] * 4, checkpoint=["s0", "s1", "s1", "s2"], pretrain_seed=[0, 1, 1, 2],
+        premise=[True, True, False, False],  # s1 re-probed: its latest probe fails
+        greedy_min_1toN=[1.0] * 4, plus1_T1=[0.2] * 4, fail_at_critical=[0.6] * 4, p_first_comma_mean=[0.5] * 4))
+    s = premise_summary(rows).set_index("config")
+    assert s.loc["A", "premise_seeds"] == 1 and s.loc["A", "seeds"] == 3 and s.loc["A", "verdict"] == "fails"
