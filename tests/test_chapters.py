@@ -32,6 +32,7 @@ CASES = [
     ("sweeps", dict(grid_seeds="4", grid_samples="50", jobs=1)),
     ("results", dict(level=5)),
     ("regime", dict(level=2)),
+    ("hyperparameters", dict(rl_presets="paper cpu-reinforce", pretrain_presets="paper cpu-modsum tiny", differing=False)),
     ("beyond", dict(**TINY, level=4, pretrain_seed=1, n_problems=8, alphas="150", ref_temperature=4.0)),  # the one shipped level-2 checkpoint: another level, another number of panels
 ]
 

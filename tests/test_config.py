@@ -1,0 +1,19 @@
+"""The presets side by side (the book's hyper-parameter tables come from the configs the runs use)."""
+import dataclasses
+
+import pytest
+
+from critkl.config import RLConfig, preset_table, rl_config
+
+
+def test_preset_table_shows_the_fields_where_presets_differ():
+    t = preset_table("rl", ["paper", "cpu-reinforce"]).set_index("field")
+    assert t.loc["lr", "paper"] == RLConfig().lr and t.loc["lr", "cpu-reinforce"] == rl_config("cpu-reinforce").lr
+    assert "gamma" not in t.index  # equal in both presets: left out
+    full = preset_table("rl", ["paper", "cpu-reinforce"], differing=False)
+    names = {f.name for f in dataclasses.fields(RLConfig)} - {"preset", "model_dir"}
+    assert set(full.field) == names and full.meaning.str.len().gt(0).all()
+    with pytest.raises(ValueError, match="kind='sft'"):
+        preset_table("sft", ["paper"])
+    with pytest.raises(ValueError, match="preset"):
+        preset_table("rl", ["no-such-preset"])
