@@ -273,3 +273,22 @@ def plot_certainty_ecdf(df: pd.DataFrame, alphas=(), ax=None, floor: float = 1e-
     ax.set(xscale="log", xlabel="uncertainty 1 - J(s)", ylabel="share of states with 1 - J >= x")
     ax.legend(loc="lower left")
     return ax
+
+
+def plot_frontier(table: pd.DataFrame, x: str = "mean_kl", y: str = "gain", ax=None):
+    """One method's trade-off (``analysis.frontier_table`` rows: ``kl``, ``beta``, ``<x>``, ``<y>`` and their
+    ``_low``/``_high`` t-interval bounds): one curve per KL variant across beta, each point with both
+    intervals as error bars and its beta written beside it; runs without a KL are one point."""
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    for kl, g in table.groupby("kl", sort=False):
+        g = g.sort_values("beta") if "beta" in g else g
+        err = lambda c: [(g[c] - g[f"{c}_low"]).to_numpy(), (g[f"{c}_high"] - g[c]).to_numpy()]  # noqa: E731
+        ax.errorbar(g[x], g[y], xerr=err(x), yerr=err(y), marker="o", capsize=3,
+                    ls="-" if kl != "none" else "none", label=kl)
+        if kl != "none" and "beta" in g:
+            for _, r in g.iterrows():
+                ax.annotate(f"{r['beta']:g}", (r[x], r[y]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xlabel=x.replace("_", " "), ylabel=y.replace("_", " "))
+    ax.legend(title="KL")
+    return ax

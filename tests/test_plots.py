@@ -148,3 +148,24 @@ def test_plot_certainty_ecdf_draws_both_groups_and_the_thresholds():
     vlines = [l.get_xdata()[0] for l in ax.get_lines() if l.get_linestyle() == "--"]
     assert np.allclose(sorted(vlines), sorted([1 - 0.5 ** (1 / 150), 1 - 0.5 ** (1 / 1000)]))
     assert "critical states (2)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_plot_frontier_draws_a_curve_per_variant_with_intervals():
+    from critkl.analysis import frontier_table, run_outcomes
+    from critkl.plots import plot_frontier
+    rows = []
+    for kl, betas in (("none", [0.2]), ("standard", [0.05, 1.0]), ("prioritized", [0.05, 1.0])):
+        for beta in betas:
+            for s in range(3):
+                for r, acc in enumerate([0.2, 0.25 + 0.01 * s + (0.05 if kl == "none" else 0)]):
+                    rows.append(dict(method="reinforce", kl=kl, beta=beta, seed=s, pretrain_seed=0, round=r,
+                                     episodes=32 * r, acc_plus=acc, acc_comfort=0.9, mean_kl=0.1 * beta + 0.01 * s,
+                                     p_critical_mean=0.5))
+    table = frontier_table(run_outcomes(pd.DataFrame(rows)))
+    ax = plot_frontier(table)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["none", "prioritized", "standard"]
+    std = table[table.kl == "standard"].sort_values("beta")
+    line = [l for l in ax.get_lines() if len(l.get_xdata()) == 2 and np.allclose(l.get_ydata(), std.gain)]
+    assert line and np.allclose(line[0].get_xdata(), std.mean_kl)
+    assert sorted(t.get_text() for t in ax.texts) == ["0.05", "0.05", "1", "1"]  # betas beside the KL curves
