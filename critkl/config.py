@@ -372,6 +372,7 @@ def critkl_home() -> Path:
 # -------------------------------------------------------------------------------------------------
 KL_VARIANTS = ("none", "standard", "prioritized", "oracle", "oracle_inverse")
 ADVANTAGE_WEIGHTINGS = ("none", "entropy")
+EVAL_MODES = ("sample", "exact")
 CERTAINTIES = ("max_prob", "entropy")
 KL_ESTIMATORS = ("k1", "k2", "k3")
 ALGOS = ("a2c", "ppo", "grpo")
@@ -446,6 +447,11 @@ class RLConfig:
     eval_comfort: int = _f(20, "comfort-zone evaluation episodes per round (paper: 20)")
     eval_temperature: float = _f(-1.0, "evaluation sampling temperature; -1 = the training temperature "
                                  "(as the released code), 0 = greedy")
+    eval_mode: str = _f("sample", "how evaluation scores a problem: sample (one episode at the evaluation "
+                        "temperature, success 0 or 1: the paper's) or exact (the probability that one such episode "
+                        "is the true scratchpad and answer, teacher-forced: the same expectation up to correct "
+                        "answers reached by another text, no sampling noise, ~3x cheaper)",
+                        choices=EVAL_MODES, omit_default=True)
     track_critical: int = _f(16, "plus-k problems on which critical-token probabilities are tracked")
     seed: int = _f(0, "seeds problems, sampling and the value head")
     device: str = _f("auto", "auto, cpu or cuda", choices=DEVICES, cache_key=False)
@@ -465,6 +471,7 @@ class RLConfig:
         _choice("reward", self.reward, REWARDS)
         _choice("baseline", self.baseline, BASELINES)
         _choice("certainty", self.certainty, CERTAINTIES)
+        _choice("eval_mode", self.eval_mode, EVAL_MODES)
         # model_dir: any str here (finetune says when it is empty; read_info checks the folder).
         _check_ranges(self, dict(
             beta=(0, None), alpha=(0, None), ref_temperature=(MIN_TEMPERATURE, None),

@@ -38,7 +38,7 @@ from .measure import critical_probabilities, tracking_problems  # the evaluation
 from .model import CheckpointError, load_checkpoint, read_info, save_checkpoint, select_device
 from .runs import RunFolder, rng_state, set_rng_state
 from .fileio import sha256
-from .rollout import Batch, accuracy, collect, draw_problems
+from .rollout import Batch, accuracy, collect, draw_problems, exact_success
 from .sampling import Generation, completion_logits, token_logprobs
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -349,14 +349,18 @@ class Evaluator:
                            certainty=cfg.certainty, temperature=cfg.temperature, lr=cfg.lr, seed=cfg.seed,
                            level=level, extra_digits=cfg.extra_digits, algo=cfg.algo, estimator=cfg.estimator,
                            preset=cfg.preset, top_entropy_quantile=cfg.top_entropy_quantile,
-                           advantage_weighting=cfg.advantage_weighting)
+                           advantage_weighting=cfg.advantage_weighting, eval_mode=cfg.eval_mode)
 
     def __call__(self, policy, round_: int) -> tuple[dict, pd.DataFrame]:
         cfg, level, t = self.cfg, self.level, self.temperature
         g = torch.Generator(device=self.device).manual_seed(cfg.seed + 12345)
+        if cfg.eval_mode == "exact":  # the probability of the true text, teacher-forced (no sampling noise)
+            score = lambda problems, k: exact_success(policy, self.tok, problems, t)  # noqa: E731
+        else:                         # one sampled episode per problem, success 0 or 1 (the paper's)
+            score = lambda problems, k: accuracy(policy, self.tok, problems, level, k, t, g)  # noqa: E731
         row = dict(self.labels, round=round_, episodes=round_ * cfg.episodes_per_collect,
-                   acc_plus=accuracy(policy, self.tok, self.plus, level, cfg.extra_digits, t, g),
-                   acc_comfort=accuracy(policy, self.tok, self.comfort, level, 0, t, g) if self.comfort else float("nan"))
+                   acc_plus=score(self.plus, cfg.extra_digits),
+                   acc_comfort=score(self.comfort, 0) if self.comfort else float("nan"))
         crit = critical_probabilities(policy, self.tok, self.tracked, level, cfg.temperature) if self.tracked else pd.DataFrame()
         if len(crit):
             paper = crit[crit.name != APPENDIX_B_NAME]  # the paper's commas and digits (its Fig. 7)

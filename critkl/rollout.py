@@ -17,7 +17,8 @@ from . import task
 from .config import REWARDS, RLConfig
 from .critical import SITES, critical_mask
 from .losses import certainty, gae, group_advantages
-from .sampling import Generation, completion_logits, generate, token_logprobs
+from .sampling import Generation, completion_logits, forward, generate, left_pad, token_logprobs
+from .tokenizer import encode
 
 
 @dataclass
@@ -98,6 +99,31 @@ def collect(policy, value_head, ref_model, tok, problems, level: int, cfg: RLCon
 
 
 @torch.no_grad()
+@torch.no_grad()
+def exact_success(policy, tok, problems, temperature: float, batch_size: int = 64) -> float:
+    """Mean over ``problems`` of the probability that one episode sampled at ``temperature`` is exactly the
+    true completion (scratchpad and answer line), from one teacher-forced forward: exp of the summed
+    log-probs of its characters (greedy, ``temperature == 0``: 1 if every character is the argmax, else 0).
+    Its expectation is the sampled accuracy's minus the episodes that reach the right answer by another
+    text; it has no sampling noise, so on fixed problems two evaluations differ only if the model did."""
+    policy.eval()
+    device = next(policy.parameters()).device
+    scores = []
+    for s in range(0, len(problems), batch_size):
+        chunk = problems[s:s + batch_size]
+        seqs = [encode(tok, task.full_text(a, b)) for a, b in chunk]
+        ids, mask = left_pad(seqs, tok.pad_token_id, device)
+        logits, _, _, _ = forward(policy, ids, mask)
+        for i, ((a, b), seq) in enumerate(zip(chunk, seqs)):
+            end, start = ids.shape[1], ids.shape[1] - len(seq) + len(task.prompt(a, b))
+            lg, tgt = logits[i, start - 1:end - 1], ids[i, start:end]  # position t predicts character t + 1
+            if temperature == 0:
+                scores.append(float((lg.argmax(-1) == tgt).all()))
+            else:
+                scores.append(float(token_logprobs(lg, tgt, temperature).sum().exp()))
+    return float(np.mean(scores))
+
+
 def accuracy(policy, tok, problems, level: int, extra_digits: int, temperature: float, generator) -> float:
     """Binary reward (accuracy) of one sampled episode per problem; greedy when temperature == 0."""
     policy.eval()

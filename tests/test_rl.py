@@ -389,3 +389,49 @@ def test_forking_token_mask_changes_the_update(tiny_checkpoint, tmp_path):
                  kl="standard", baseline="none", top_entropy_quantile=0.2)
     assert a["train_accuracy"].iloc[1] == b["train_accuracy"].iloc[1]  # the same collect
     assert a["pg_loss"].iloc[1] != b["pg_loss"].iloc[1]
+
+
+def test_exact_success_is_the_true_texts_probability(tiny_checkpoint):
+    from critkl import task
+    from critkl.model import load_checkpoint
+    from critkl.rollout import exact_success
+    from critkl.tokenizer import encode
+    model, tok, _ = load_checkpoint(tiny_checkpoint)
+    problems = [(12, 5), (345, 67), (9, 9)]
+    by_hand = []
+    for a, b in problems:  # one unpadded forward per problem: exp of the completion's summed log-probs at T = 1.5
+        ids = torch.tensor([encode(tok, task.full_text(a, b))])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1] / 1.5, -1)
+        start = len(task.prompt(a, b))
+        by_hand.append(logp[start - 1:].gather(-1, ids[0, start:, None]).sum().exp().item())
+    assert exact_success(model, tok, problems, 1.5) == pytest.approx(sum(by_hand) / 3, rel=1e-4)
+    assert exact_success(model, tok, problems, 1.5, batch_size=1) == pytest.approx(sum(by_hand) / 3, rel=1e-4)
+
+
+def test_exact_success_greedy_equals_greedy_decoding_on_a_trained_model():
+    """On the shipped N = 3 model, greedy exact success is 1 exactly where greedy decoding writes the true text."""
+    import numpy as np
+    from critkl import store, task
+    from critkl.model import load_checkpoint
+    from critkl.rollout import exact_success
+    from critkl.sampling import generate
+    from pathlib import Path
+    repo_store = Path(__file__).resolve().parent.parent / "models"  # conftest points CRITKL_MODELS elsewhere
+    folders = [f for f in store.index(repo_store).values() if f.name.startswith("N3-")]
+    assert folders, "the repository ships no N = 3 checkpoint"
+    model, tok, _ = load_checkpoint(sorted(folders)[0])
+    problems = task.Split("plus", 3, 1).sample(24, np.random.default_rng(3)) + task.Split("comfort", 3).sample(8, np.random.default_rng(3))
+    gen = generate(model, tok, [task.prompt(a, b) for a, b in problems], task.episode_limit(3, 1), 0.0)
+    exact = [t == task.full_text(a, b)[len(task.prompt(a, b)):] for t, (a, b) in zip(gen.texts, problems)]
+    assert 0 < sum(exact) < len(problems)  # both kinds occur, so the test can fail either way
+    assert exact_success(model, tok, problems, 0.0) == pytest.approx(np.mean(exact))
+
+
+def test_eval_mode_exact_runs_labels_and_keys(tiny_checkpoint, tmp_path):
+    df = finetune(preset="tiny", model_dir=str(tiny_checkpoint), eval_mode="exact", home=tmp_path, progress=False)
+    assert (df.eval_mode == "exact").all() and df.acc_plus.between(0, 1).all() and df.acc_comfort.between(0, 1).all()
+    exact = rl_config("tiny", model_dir=str(tiny_checkpoint), eval_mode="exact")
+    assert run_dir(exact, tmp_path) != run_dir(rl_config("tiny", model_dir=str(tiny_checkpoint)), tmp_path)
+    with pytest.raises(ValueError, match="eval_mode='mean'"):
+        rl_config("tiny", model_dir=str(tiny_checkpoint), eval_mode="mean")
