@@ -1,6 +1,7 @@
 """The default RL fine-tuning run, timed as a user runs it, and where its time goes.
 
     python benchmarks/rl_run.py [--model DIR] [--standin-steps 300] [--threads N] [--sampler new|old]
+                                [--eval-mode sample|exact|both]
 
 Runs ``critkl.finetune(preset="cpu-reinforce", model_dir=DIR, kl="prioritized", seed=0)`` in a fresh temporary
 ``CRITKL_HOME`` (nothing comes from the cache) and prints:
@@ -11,6 +12,10 @@ Runs ``critkl.finetune(preset="cpu-reinforce", model_dir=DIR, kl="prioritized", 
 - decode tokens/s of the run's ``generate`` calls (RL collects and evaluations apart, counted by wrapping
   ``critkl.rollout.generate``) and their share of this CPU's fp32 matmul limit (``cpu_limit.py``);
 - last line: ``rl run: <seconds> s``.
+
+``--eval-mode exact`` evaluates with ``RLConfig.eval_mode="exact"`` (teacher-forced probability of the true
+text instead of one sampled episode per problem); ``both`` runs the sampled then the exact run side by side and
+prints their wall-time ratio before the last line (``rl run`` is then the exact run's).
 
 Without ``--model`` a short stand-in is pre-trained first (the ``cpu-modsum`` preset cut to
 ``--standin-steps`` steps, not timed, kept in a temporary folder for the next run) and the output says so:
@@ -54,6 +59,7 @@ def main():
     p.add_argument("--standin-steps", type=int, default=300, help="pre-training steps of the stand-in model")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, as a user runs it)")
     p.add_argument("--sampler", choices=("new", "old"), default="new")
+    p.add_argument("--eval-mode", choices=("sample", "exact", "both"), default="sample")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,13 +73,22 @@ def main():
                                     eval_every=args.standin_steps, home=home, progress=False)
     print(f"model: {model_dir}")
 
-    stats: dict = {}
     generate = old_sampler().generate if args.sampler == "old" else critkl.rollout.generate
+    walls = {}
+    for mode in (("sample", "exact") if args.eval_mode == "both" else (args.eval_mode,)):
+        walls[mode] = one_run(model_dir, mode, generate, args.sampler)
+    if len(walls) == 2:
+        print(f"exact / sample evaluation, side by side: {walls['sample'] / walls['exact']:.2f}x faster")
+    print(f"rl run: {walls[mode]:.1f} s")
+
+
+def one_run(model_dir, eval_mode: str, generate, sampler: str) -> float:
+    stats: dict = {}
     critkl.rollout.generate = counting(generate, stats)  # collect() and accuracy() call it by this name
     with tempfile.TemporaryDirectory() as home:
         t0 = time.perf_counter()
         df = critkl.finetune(preset="cpu-reinforce", model_dir=str(model_dir), kl="prioritized", seed=0,
-                             home=Path(home), progress=False)
+                             eval_mode=eval_mode, home=Path(home), progress=False)
         wall = time.perf_counter() - t0
 
     rounds = df.iloc[1:]
@@ -81,8 +96,8 @@ def main():
              "rest of collect": (rounds.collect_s - rounds.sample_s - rounds.ref_s).sum(),
              "update": rounds.update_s.sum(), "evaluation": rounds.eval_s.sum() + df.seconds.iloc[0]}
     parts["other (loading, checkpoints)"] = wall - sum(parts.values())
-    print(f"{args.sampler} sampler, {len(rounds)} rounds, threads={torch.get_num_threads()}, "
-          f"acc_plus {df.acc_plus.iloc[0]:.3f} -> {df.acc_plus.iloc[-1]:.3f}")
+    print(f"{sampler} sampler, eval_mode={eval_mode}, {len(rounds)} rounds, threads={torch.get_num_threads()}, "
+          f"acc_plus {df.acc_plus.iloc[0]:.3f} -> {df.acc_plus.iloc[-1]:.3f}, wall {wall:.1f} s")
     for name, sec in parts.items():
         print(f"  {name:30s} {sec:8.1f} s  {sec / wall:6.1%}")
 
@@ -94,7 +109,7 @@ def main():
         print(f"decode, {kind}: {s['calls']} calls, {s['rows']} episodes, {s['tokens']:,} tokens in {s['seconds']:.1f} s "
               f"-> {rate:,.0f} tokens/s = {rate * flops / 1e9:.1f} GFLOP/s = {rate * flops / 1e9 / lim:.0%} of the "
               f"fp32 matmul limit ({lim:.0f} GFLOP/s)")
-    print(f"rl run: {wall:.1f} s")
+    return wall
 
 
 if __name__ == "__main__":
