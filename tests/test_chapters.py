@@ -28,7 +28,8 @@ CASES = [
     ("kl_comparison", dict(pretrain_preset="tiny", preset="tiny", level=2, pretrain_seed=1, seed=3,
                            extra_digits=2, rounds=1, eval_plus=8, beta=1.0, variants="standard prioritized")),
     ("kl_comparison", dict(pretrain_preset="tiny", preset="tiny", level=3, rounds=1, eval_plus=8,
-                           variants="oracle oracle_inverse", top_entropy_quantile=0.2, advantage_weighting="entropy")),
+                           variants="oracle oracle_inverse", top_entropy_quantile=0.2, advantage_weighting="entropy",
+                           eval_mode="exact")),
     ("sweeps", dict(grid_seeds="4", grid_samples="50", jobs=1)),
     ("results", dict(level=5)),
     ("regime", dict(level=2)),
@@ -59,7 +60,7 @@ PRESET_FIELDS = {
     "kl_comparison": ("RLConfig", "preset", {"seed": "seed", "beta": "beta", "rounds": "rounds",
                                              "eval_plus": "eval_plus", "extra_digits": "extra_digits",
                                              "top_entropy_quantile": "top_entropy_quantile",
-                                             "advantage_weighting": "advantage_weighting"}),
+                                             "advantage_weighting": "advantage_weighting", "eval_mode": "eval_mode"}),
 }
 DELIBERATE = {("kl_comparison", "rounds"): "5 of the preset's 10 rounds keep the live run to minutes"}
 
