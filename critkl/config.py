@@ -450,7 +450,8 @@ class RLConfig:
     eval_mode: str = _f("sample", "how evaluation scores a problem: sample (one episode at the evaluation "
                         "temperature, success 0 or 1: the paper's) or exact (the probability that one such episode "
                         "is the true scratchpad and answer, teacher-forced: the same expectation up to correct "
-                        "answers reached by another text, no sampling noise, ~3x cheaper)",
+                        "answers reached by another text, no sampling noise, one forward instead of a generation: "
+                        "benchmarks/eval_modes.py measures both)",
                         choices=EVAL_MODES, omit_default=True)
     track_critical: int = _f(16, "plus-k problems on which critical-token probabilities are tracked")
     seed: int = _f(0, "seeds problems, sampling and the value head")
