@@ -18,31 +18,12 @@ from .critical import APPENDIX_B_NAME, SITES, locate, reached_critical_states
 from .config import CERTAINTIES
 from .losses import kl_weight
 from .losses import certainty as certainty_of
-from .sampling import completion_logits, forward, generate, left_pad
+from .sampling import completion_logits, generate, teacher_forced
 from .tokenizer import decode, encode
 
 
 # -------------------------------------------------------------------------------------------------
 # Teacher-forced probabilities and certainties at every position
-@torch.no_grad()
-def teacher_forced(model, tok, problems, batch_size: int = 32):
-    """Per text: ``(ids, logits)`` of a full forward over the true prompt + scratchpad. Position ``i`` of
-    the returned logits predicts character ``i`` (so index 0 is never predicted)."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for s in range(0, len(problems), batch_size):
-        chunk = problems[s:s + batch_size]
-        seqs = [encode(tok, task.full_text(a, b)) for a, b in chunk]
-        ids, mask = left_pad(seqs, tok.pad_token_id, device)
-        logits, _, _, _ = forward(model, ids, mask)
-        for i, seq in enumerate(seqs):
-            pad = ids.shape[1] - len(seq)
-            lg = logits[i, pad:pad + len(seq)]
-            out.append((torch.tensor(seq), torch.cat([torch.full_like(lg[:1], float("nan")), lg[:-1]])))
-    return out
-
-
 def measure(model, tok, problems, level: int, temperature: float = 1.0, ref_temperature: float = 1.0,
             alpha: float = 1.0, steps: int = 3, sites=("paper",), certainty: str = "max_prob") -> pd.DataFrame:
     """One row per target character of each problem, teacher-forced on the true text: the probability

@@ -17,8 +17,7 @@ from . import task
 from .config import REWARDS, RLConfig
 from .critical import SITES, critical_mask
 from .losses import certainty, gae, group_advantages
-from .sampling import Generation, completion_logits, forward, generate, left_pad, token_logprobs
-from .tokenizer import encode
+from .sampling import Generation, completion_logits, generate, teacher_forced, token_logprobs
 
 
 @dataclass
@@ -106,21 +105,14 @@ def exact_success(policy, tok, problems, temperature: float, batch_size: int = 6
     log-probs of its characters (greedy, ``temperature == 0``: 1 if every character is the argmax, else 0).
     Its expectation is the sampled accuracy's minus the episodes that reach the right answer by another
     text; it has no sampling noise, so on fixed problems two evaluations differ only if the model did."""
-    policy.eval()
-    device = next(policy.parameters()).device
     scores = []
-    for s in range(0, len(problems), batch_size):
-        chunk = problems[s:s + batch_size]
-        seqs = [encode(tok, task.full_text(a, b)) for a, b in chunk]
-        ids, mask = left_pad(seqs, tok.pad_token_id, device)
-        logits, _, _, _ = forward(policy, ids, mask)
-        for i, ((a, b), seq) in enumerate(zip(chunk, seqs)):
-            end, start = ids.shape[1], ids.shape[1] - len(seq) + len(task.prompt(a, b))
-            lg, tgt = logits[i, start - 1:end - 1], ids[i, start:end]  # position t predicts character t + 1
-            if temperature == 0:
-                scores.append(float((lg.argmax(-1) == tgt).all()))
-            else:
-                scores.append(float(token_logprobs(lg, tgt, temperature).sum().exp()))
+    for (a, b), (ids, lg) in zip(problems, teacher_forced(policy, tok, problems, batch_size)):
+        start = len(task.prompt(a, b))  # logits[t] predicts character t: the completion is ids[start:]
+        lg, tgt = lg[start:], ids[start:].to(lg.device)
+        if temperature == 0:
+            scores.append(float((lg.argmax(-1) == tgt).all()))
+        else:
+            scores.append(float(token_logprobs(lg, tgt, temperature).sum().exp()))
     return float(np.mean(scores))
 
 

@@ -31,7 +31,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from .model import autocast
-from .task import END_SCRATCH
+from .task import END_SCRATCH, full_text
 from .tokenizer import decode, encode
 
 
@@ -352,6 +352,25 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int, temperature: f
     return Generation(prompt_ids=ids, prompt_mask=mask, completion_ids=comp, completion_mask=cmask,
                       logprobs=to_bl(lps, 0.0), entropies=to_bl(ents, 0.0),
                       values=to_bl(vals, 0.0) if value_head is not None else None, texts=texts, finished=finished)
+
+
+@torch.no_grad()
+def teacher_forced(model, tok, problems, batch_size: int = 32):
+    """Per text: ``(ids, logits)`` of a full forward over the true prompt + scratchpad. Position ``i`` of
+    the returned logits predicts character ``i`` (so index 0 is never predicted)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for s in range(0, len(problems), batch_size):
+        chunk = problems[s:s + batch_size]
+        seqs = [encode(tok, full_text(a, b)) for a, b in chunk]
+        ids, mask = left_pad(seqs, tok.pad_token_id, device)
+        logits, _, _, _ = forward(model, ids, mask)
+        for i, seq in enumerate(seqs):
+            pad = ids.shape[1] - len(seq)
+            lg = logits[i, pad:pad + len(seq)]
+            out.append((torch.tensor(seq), torch.cat([torch.full_like(lg[:1], float("nan")), lg[:-1]])))
+    return out
 
 
 def completion_logits(model, gen: Generation, value_head=None):
