@@ -144,12 +144,15 @@ def run_outcomes(metrics: pd.DataFrame, run=RUN, thresholds=(0.05, 0.10), value:
       ``p_critical_mean`` (the right token's probability at the tracked critical tokens);
     - ``mean_kl``: mean over the training rounds (round >= 1) of the per-token KL to the reference;
     - for each threshold ``t`` (e.g. 0.05): ``episodes_to_5`` (NaN when never reached) and ``censored_5``.
-    Columns of ``run`` that the table lacks are left out of the grouping."""
+    Runs without a KL (``kl == "none"``) get ``beta`` 0. Columns of ``run`` that the table lacks are left out
+    of the grouping."""
     run = [c for c in run if c in metrics]
     rows = []
     for key, g in _groups(metrics, run):
         g = g.sort_values("episodes")
         first, last = g.iloc[0], g.iloc[-1]
+        if key.get("kl") == "none" and "beta" in key:
+            key["beta"] = 0.0  # no penalty is a coefficient of 0, whatever beta the run's config carried
         row = {**key, "start": float(first[value]), "final": float(last[value]),
                "gain": float(last[value] - first[value]), "episodes": float(last["episodes"])}
         row["auc_gain"] = float(auc(g, value, group=()).auc.iloc[0]) - row["start"]
@@ -207,6 +210,32 @@ def frontier_gaps(outcomes: pd.DataFrame, value: str = "gain",
                       confidence=confidence).assign(a=a, b=b) for a, b in pairs]
     cols = [c for c in by if c in both] + ["a", "b", "n", "mean", "ci_low", "ci_high", "half_width"]
     return pd.concat(out, ignore_index=True)[cols]
+
+
+def with_method(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The table with a ``method`` column, the unit the frontier compares: the RL preset's name without its
+    ``cpu-`` prefix (``cpu-reinforce`` -> ``reinforce``, ``cpu-grpo`` -> ``grpo``, ``paper`` stays)."""
+    return metrics.assign(method=metrics["preset"].astype(str).str.removeprefix("cpu-"))
+
+
+def slope(x, y, confidence: float = 0.95) -> dict:
+    """Least-squares slope of ``y`` on ``x`` (pairs with a NaN dropped) with its Student-t interval (df n - 2),
+    and Pearson's r. E.g. per run, gain against the rise of the right-token probability at the critical
+    tokens: does more learning come with more movement there? Keys: n, slope, ci_low, ci_high, r."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    n = len(x)
+    nan = dict(n=n, slope=float("nan"), ci_low=float("nan"), ci_high=float("nan"), r=float("nan"))
+    if n < 3 or np.ptp(x) == 0:
+        return nan
+    dx, dy = x - x.mean(), y - y.mean()
+    b = float((dx * dy).sum() / (dx ** 2).sum())
+    resid = dy - b * dx
+    se = float(np.sqrt((resid ** 2).sum() / (n - 2) / (dx ** 2).sum()))
+    half = t_quantile(confidence, n - 2) * se
+    r = float((dx * dy).sum() / np.sqrt((dx ** 2).sum() * (dy ** 2).sum())) if np.ptp(y) > 0 else float("nan")
+    return dict(n=n, slope=b, ci_low=b - half, ci_high=b + half, r=r)
 
 
 # -------------------------------------------------------------------------------------------------

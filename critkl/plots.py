@@ -1,10 +1,11 @@
-"""Figures, HTML views and markdown tables for the book: seaborn plots, per-character coloured scratchpads
+"""Figures, HTML views and markdown tables for the book: plots (intervals from ``critkl.analysis``), per-character coloured scratchpads
 (the paper's Figs. 1 and 5) and result tables over seeds."""
 from __future__ import annotations
 
 import html
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
@@ -69,12 +70,46 @@ def plot_accuracy_by_digits(df: pd.DataFrame, ax=None, hue: str | None = None):
     return ax
 
 
-def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ax=None):
-    """Accuracy vs training episodes, mean and 95 % CI over seeds per ``hue``."""
-    import seaborn as sns
+def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ax=None, x: str = "episodes"):
+    """``y`` against ``x`` per ``hue``: the mean over runs with its 95 % Student-t interval as a band
+    (``analysis.summarize``, the intervals of the book's tables; one run draws a line without a band)."""
+    import matplotlib.pyplot as plt
     style()
-    ax = sns.lineplot(data=metrics, x="episodes", y=y, hue=hue, errorbar=("ci", 95), marker="o", ax=ax)
-    ax.set(xlabel="training episodes", ylabel=y)
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    for key, g in summarize(metrics, [hue, x], y).groupby(hue, sort=True):
+        g = g.sort_values(x)
+        (line,) = ax.plot(g[x], g["mean"], marker="o", label=str(key))
+        ax.fill_between(g[x], g["ci_low"], g["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
+    ax.set(xlabel="training episodes" if x == "episodes" else x.replace("_", " "), ylabel=y)
+    ax.legend(title=hue)
+    return ax
+
+
+def plot_curves_by_beta(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ylabel: str | None = None):
+    """One panel per KL coefficient: ``y`` against episodes per ``hue`` with t-interval bands
+    (``plot_learning_curves``); runs without a KL (``kl == "none"``) appear in every panel. Returns the figure."""
+    import matplotlib.pyplot as plt
+    none = metrics["kl"] == "none"
+    betas = sorted(metrics.loc[~none, "beta"].unique())
+    fig, axes = plt.subplots(1, max(1, len(betas)), figsize=(3.1 * max(1, len(betas)), 3.4), sharey=True, squeeze=False)
+    for i, (ax, b) in enumerate(zip(axes[0], betas)):
+        plot_learning_curves(metrics[(metrics["beta"] == b) | none], y=y, hue=hue, ax=ax)
+        ax.set(title=f"beta = {b:g}", ylabel=ylabel or y)
+        if i:
+            ax.get_legend().remove()
+    fig.tight_layout()
+    return fig
+
+
+def plot_weights(metrics: pd.DataFrame, ax=None):
+    """The mean prioritized weight at the critical and at the other states of the collected episodes, against
+    training episodes, with t-interval bands over runs (``weight_critical``/``weight_other`` of the RL metrics)."""
+    keep = [c for c in ("episodes", "seed", "pretrain_seed", "beta") if c in metrics]
+    w = (metrics.dropna(subset=["weight_critical"])
+         .melt(id_vars=keep, value_vars=["weight_critical", "weight_other"], var_name="states", value_name="weight"))
+    w["states"] = w["states"].str.removeprefix("weight_")
+    ax = plot_learning_curves(w, y="weight", hue="states", ax=ax)
+    ax.set(ylabel="mean prioritized weight", ylim=(-0.02, 1.02))
     return ax
 
 
@@ -120,6 +155,33 @@ def _budgets(m: pd.DataFrame, columns: int) -> list:
     eps = sorted(m.episodes.unique())
     picked = eps[:: max(1, len(eps) // columns)]
     return picked + ([eps[-1]] if eps[-1] not in picked else [])
+
+
+def interval(mean: float, low: float, high: float, scale: float = 100.0, signed: bool = True, digits: int = 1) -> str:
+    """``mean [low, high]`` scaled (100: fractions as percent or points), e.g. ``+3.1 [-0.3, +6.5]``; n/a if NaN."""
+    if not np.isfinite(mean):
+        return "n/a"
+    f = ("{:+.%df}" if signed else "{:.%df}") % digits
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f.format(scale * mean)
+    return f"{f.format(scale * mean)} [{f.format(scale * low)}, {f.format(scale * high)}]"
+
+
+def intervals_frame(table: pd.DataFrame, values: dict, keep=(), scale: float = 100.0, digits: int = 1) -> pd.DataFrame:
+    """A table to print: the ``keep`` columns as they are, then per ``values`` item ``column: label`` the text
+    ``interval`` of ``column``, ``column_low``, ``column_high`` (``analysis.frontier_table``'s layout)."""
+    out = table[list(keep)].copy()
+    for col, label in values.items():
+        out[label] = [interval(r[col], r[f"{col}_low"], r[f"{col}_high"], scale, digits=digits) for _, r in table.iterrows()]
+    return out
+
+
+def gap_verdict(gap: pd.Series, unit: str = "points", scale: float = 100.0) -> str:
+    """One paired gap (a row of ``analysis.frontier_gaps``/``paired_gap``) in words: its sign only where the
+    95 % interval excludes 0, e.g. ``+4.2 points [+1.0, +7.4], 10 pairs: prioritized higher``."""
+    words = (f"{gap['a']} higher" if gap["ci_low"] > 0 else f"{gap['a']} lower" if gap["ci_high"] < 0
+             else "no difference detected")
+    return f"{interval(gap['mean'], gap['ci_low'], gap['ci_high'], scale)} {unit}, {int(gap['n'])} pairs: {words}"
 
 
 def curves_table(m: pd.DataFrame, by: str, value: str = "acc_plus", columns: int = 5) -> str:
@@ -275,20 +337,30 @@ def plot_certainty_ecdf(df: pd.DataFrame, alphas=(), ax=None, floor: float = 1e-
     return ax
 
 
-def plot_frontier(table: pd.DataFrame, x: str = "mean_kl", y: str = "gain", ax=None):
+def plot_frontier(table: pd.DataFrame, x: str = "mean_kl", y: str = "gain", ax=None, scale_x: float = 1.0,
+                  scale_y: float = 1.0, log_x: bool = False):
     """One method's trade-off (``analysis.frontier_table`` rows: ``kl``, ``beta``, ``<x>``, ``<y>`` and their
     ``_low``/``_high`` t-interval bounds): one curve per KL variant across beta, each point with both
-    intervals as error bars and its beta written beside it; runs without a KL are one point."""
+    intervals as error bars and its beta written beside it; runs without a KL are one point. ``scale_x`` and
+    ``scale_y`` multiply the coordinates (100: fractions drawn as percent or points); ``log_x`` draws x on a log
+    scale with its decades labelled (KL coefficients span decades)."""
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(6, 4))[1]
     for kl, g in table.groupby("kl", sort=False):
         g = g.sort_values("beta") if "beta" in g else g
-        err = lambda c: [(g[c] - g[f"{c}_low"]).to_numpy(), (g[f"{c}_high"] - g[c]).to_numpy()]  # noqa: E731
-        ax.errorbar(g[x], g[y], xerr=err(x), yerr=err(y), marker="o", capsize=3,
+        xs, ys = scale_x * g[x], scale_y * g[y]
+        err = lambda c, k: [k * (g[c] - g[f"{c}_low"]).to_numpy(), k * (g[f"{c}_high"] - g[c]).to_numpy()]  # noqa: E731
+        ax.errorbar(xs, ys, xerr=err(x, scale_x), yerr=err(y, scale_y), marker="o", capsize=3,
                     ls="-" if kl != "none" else "none", label=kl)
         if kl != "none" and "beta" in g:
-            for _, r in g.iterrows():
-                ax.annotate(f"{r['beta']:g}", (r[x], r[y]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            for bx, by, beta in zip(xs, ys, g["beta"]):
+                ax.annotate(f"{beta:g}", (bx, by), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set(xlabel=x.replace("_", " "), ylabel=y.replace("_", " "))
+    if log_x:
+        ax.set_xscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(  # label 2 and 5 of each decade, plainly
+            lambda v, _: f"{v:g}" if v > 0 and f"{v:.0e}"[0] in "25" else ""))
     ax.legend(title="KL")
     return ax

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from critkl import analysis
 from critkl.analysis import auc, episodes_to_threshold, mean_ci, paired_gap, summarize, t_quantile
 
 
@@ -165,8 +166,33 @@ def test_frontier_gaps_pair_runs_without_kl_with_every_beta():
         for beta, bump in ((0.05, 0.0), (1.0, -0.1)):
             parts.append(_run("standard", beta, s, [0.2, 0.25, 0.30 + bump]))
             parts.append(_run("prioritized", beta, s, [0.2, 0.25, 0.33 + bump + 0.01 * s]))
-    g = frontier_gaps(run_outcomes(pd.concat(parts)))
+    outcomes = run_outcomes(pd.concat(parts))
+    assert set(outcomes[outcomes.kl == "none"].beta) == {0.0}  # no KL is a coefficient of 0
+    g = frontier_gaps(outcomes)
     ps = g[(g.a == "prioritized") & (g.b == "standard")].set_index("beta")
     assert ps.loc[0.05, "mean"] == pytest.approx(0.04) and ps.loc[0.05, "n"] == 3   # 0.03, 0.04, 0.05
     sn = g[(g.a == "standard") & (g.b == "none")].set_index("beta")
     assert sn.loc[1.0, "mean"] == pytest.approx(-0.21) and sn.loc[0.05, "n"] == 3   # none's runs at both betas
+
+
+def test_slope_matches_hand_computed_least_squares_and_t_interval():
+    # y = 1 + 2x + residuals (+0.1, -0.1, -0.1, +0.1): slope 2 exactly by symmetry of the residuals.
+    x = [0.0, 1.0, 2.0, 3.0]
+    y = [1.1, 2.9, 4.9, 7.1]
+    out = analysis.slope(x, y)
+    sxx = 5.0                      # sum (x - 1.5)^2
+    b = (-1.5 * -2.9 + -0.5 * -1.1 + 0.5 * 0.9 + 1.5 * 3.1) / sxx
+    resid = [yi - (4.0 + b * (xi - 1.5)) for xi, yi in zip(x, y)]
+    se = (sum(r * r for r in resid) / 2 / sxx) ** 0.5
+    assert out["n"] == 4 and out["slope"] == pytest.approx(b)
+    assert out["ci_high"] - out["slope"] == pytest.approx(4.302653 * se, rel=1e-5)  # t quantile, df 2
+    assert 0.99 < out["r"] <= 1.0
+    # NaN pairs are dropped; fewer than 3 pairs or a constant x give NaN
+    assert analysis.slope(x + [float("nan")], y + [1.0])["n"] == 4
+    assert np.isnan(analysis.slope([1.0, 2.0], [1.0, 2.0])["slope"])
+    assert np.isnan(analysis.slope([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])["slope"])
+
+
+def test_with_method_names_the_rl_preset_without_cpu_prefix():
+    m = pd.DataFrame(dict(preset=["cpu-reinforce", "cpu-grpo", "paper"]))
+    assert analysis.with_method(m).method.tolist() == ["reinforce", "grpo", "paper"]

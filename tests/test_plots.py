@@ -169,3 +169,44 @@ def test_plot_frontier_draws_a_curve_per_variant_with_intervals():
     line = [l for l in ax.get_lines() if len(l.get_xdata()) == 2 and np.allclose(l.get_ydata(), std.gain)]
     assert line and np.allclose(line[0].get_xdata(), std.mean_kl)
     assert sorted(t.get_text() for t in ax.texts) == ["0.05", "0.05", "1", "1"]  # betas beside the KL curves
+    # scaled: fractions drawn as points
+    ax = plot_frontier(table, scale_y=100, ax=plt.figure().gca())
+    line = [l for l in ax.get_lines() if len(l.get_xdata()) == 2 and np.allclose(l.get_ydata(), 100 * std.gain)]
+    assert line and np.allclose(line[0].get_xdata(), std.mean_kl)
+
+
+def test_learning_curves_band_is_the_t_interval():
+    # two runs per variant: at 32 episodes 0.1 and 0.3 -> mean 0.2, half-width t(0.975, 1) * sd / sqrt(2)
+    m = pd.DataFrame(dict(episodes=[0, 32] * 4, acc_plus=[0.0, 0.1, 0.0, 0.3, 0.0, 0.5, 0.0, 0.5],
+                          kl=["standard"] * 4 + ["prioritized"] * 4, seed=[0, 0, 1, 1] * 2))
+    ax = plots.plot_learning_curves(m, ax=plt.figure().gca())
+    std = [l for l in ax.get_lines() if l.get_label() == "standard"][0]
+    assert list(std.get_ydata()) == pytest.approx([0.0, 0.2])
+    band = ax.collections[[l.get_label() for l in ax.get_lines()].index("standard")]
+    ys = band.get_paths()[0].vertices[:, 1]
+    half = 12.706205 * np.std([0.1, 0.3], ddof=1) / np.sqrt(2)
+    assert max(ys) == pytest.approx(0.2 + half, rel=1e-5)
+
+
+def test_interval_text_and_gap_verdict():
+    assert plots.interval(0.031, -0.003, 0.065) == "+3.1 [-0.3, +6.5]"
+    assert plots.interval(0.5, 0.4, 0.6, signed=False) == "50.0 [40.0, 60.0]"
+    assert plots.interval(float("nan"), 0, 0) == "n/a" and plots.interval(0.1, float("nan"), float("nan")) == "+10.0"
+    t = pd.DataFrame(dict(kl=["standard"], gain=[0.1], gain_low=[0.05], gain_high=[0.15]))
+    assert plots.intervals_frame(t, {"gain": "gain (points)"}, keep=["kl"]).iloc[0].tolist() == ["standard", "+10.0 [+5.0, +15.0]"]
+    gap = pd.Series(dict(a="prioritized", b="standard", mean=0.04, ci_low=0.01, ci_high=0.07, n=10))
+    assert plots.gap_verdict(gap).endswith("10 pairs: prioritized higher")
+    assert plots.gap_verdict(gap.replace({0.01: -0.01})).endswith("no difference detected")
+    assert plots.gap_verdict(pd.Series(dict(a="x", b="y", mean=-0.04, ci_low=-0.07, ci_high=-0.01, n=3))).endswith("x lower")
+
+
+def test_curves_by_beta_draw_a_panel_per_coefficient_with_runs_without_kl_in_each():
+    rows = [dict(kl=kl, beta=b, seed=s, episodes=e, acc_plus=0.1 * e / 32 + 0.01 * s, weight_critical=0.2, weight_other=0.9)
+            for kl, betas in (("none", [0.2]), ("standard", [0.05, 1.0]), ("prioritized", [0.05, 1.0]))
+            for b in betas for s in range(2) for e in (0, 32)]
+    fig = plots.plot_curves_by_beta(pd.DataFrame(rows))
+    assert [ax.get_title() for ax in fig.axes] == ["beta = 0.05", "beta = 1"]
+    assert all(sorted(l.get_label() for l in ax.get_lines()) == ["none", "prioritized", "standard"] for ax in fig.axes)
+    ax = plots.plot_weights(pd.DataFrame(rows), ax=plt.figure().gca())
+    lines = {l.get_label(): list(l.get_ydata()) for l in ax.get_lines()}
+    assert lines == {"critical": pytest.approx([0.2, 0.2]), "other": pytest.approx([0.9, 0.9])}
