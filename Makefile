@@ -34,8 +34,9 @@ test: $(STAMP)
 	$(MAKE) book-committed
 	$(MAKE) test-browser
 
+# --durations: the CI log shows where the unit tests' time goes (the real-SLURM sweeps among them).
 test-unit: $(STAMP)
-	$(PYTEST) tests --ignore=tests/browser
+	$(PYTEST) tests --ignore=tests/browser --durations=15
 
 test-nbval: $(STAMP)
 	$(PYTEST) book --nbval-lax --nbval-current-env

@@ -273,7 +273,7 @@ PRETRAIN_PRESETS: dict[str, dict] = {
     "tiny": dict(**MODEL_PRESETS["tiny"], batch_size=8, max_steps=20, warmup_steps=2, eval_every=20,
                  eval_samples=4, ckpt_every=5, eval_extra_digits=1),
     # The CPU regime (results/regime_search.csv): the 4 x 128 Llama, 30 % of each batch modsum problems
-    # with operands of up to 6 digits (N + 3 for the default N = 3; pass --aux-max-digits for other N).
+    # with operands of up to N + 3 digits (6 at the default N = 3; AUX_DIGITS_ABOVE_LEVEL).
     # fp32, not auto: trained in fp32 the recipe meets the paper's premise (seed 0: 99 % greedy on 1..3
     # digits, 23 % plus-1 at T = 1, 89 % of failures at critical sites), in bf16 autocast it does not (95 %,
     # 27 %, 23 %), and bf16 kernels differ from CPU to CPU, so the default model would too. fp32 runs at
@@ -285,9 +285,18 @@ PRETRAIN_PRESETS: dict[str, dict] = {
 }
 
 
+# Presets whose auxiliary operands scale with the level: up to level + this many digits (N + 3: 6 at N = 3).
+AUX_DIGITS_ABOVE_LEVEL = {"cpu-modsum": 3}
+
+
 def pretrain_config(preset: str = "cpu-modsum", **overrides) -> PretrainConfig:
-    """A ``PretrainConfig`` from a named preset plus overrides (``None`` values are ignored)."""
-    return _from_preset(PretrainConfig, PRETRAIN_PRESETS, preset, overrides)
+    """A ``PretrainConfig`` from a named preset plus overrides (``None`` values are ignored). For a preset of
+    ``AUX_DIGITS_ABOVE_LEVEL``, ``aux_max_digits`` follows the level unless it is given."""
+    cfg = _from_preset(PretrainConfig, PRETRAIN_PRESETS, preset, overrides)
+    above = AUX_DIGITS_ABOVE_LEVEL.get(cfg.preset)
+    if above is not None and overrides.get("aux_max_digits") is None and cfg.aux_max_digits != cfg.level + above:
+        cfg = dataclasses.replace(cfg, aux_max_digits=min(cfg.level + above, MAX_DIGITS))
+    return cfg
 
 
 # -------------------------------------------------------------------------------------------------
