@@ -1,5 +1,7 @@
-"""``python -m critkl`` is the ``critkl`` command."""
+"""``python -m critkl`` is the ``critkl`` command (same arguments, same exit status)."""
+import sys
+
 from critkl.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

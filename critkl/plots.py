@@ -56,6 +56,23 @@ def render_measured(df: pd.DataFrame, problem: int, column: str = "p_correct", t
     return render_html(text, values, d[d.critical]["index"].tolist(), title or f"{a}+{b}: {column}")
 
 
+def example_rows(sampled: dict, /, **keys) -> pd.DataFrame:
+    """A ``measure.sampled_example`` as data (the paper's Fig. 5): one row per character of its text with
+    ``index``, ``char``, ``certainty`` (NaN on the prompt), ``critical``, ``correct``, and the ``keys``
+    (e.g. level, seed, example, ref_temperature) as columns."""
+    critical = set(sampled["critical"])
+    return pd.DataFrame([dict(**keys, index=i, char=ch, certainty=np.nan if v is None else float(v),
+                              critical=i in critical, correct=bool(sampled["correct"]))
+                         for i, (ch, v) in enumerate(zip(sampled["text"], sampled["values"]))])
+
+
+def render_example_rows(rows: pd.DataFrame, title: str = "") -> str:
+    """``render_html`` of one example's ``example_rows``: Fig. 5 drawn again from committed data."""
+    rows = rows.sort_values("index")
+    values = [None if not np.isfinite(v) else v for v in rows["certainty"]]
+    return render_html("".join(rows["char"]), values, rows.loc[rows["critical"], "index"].tolist(), title)
+
+
 def style():
     import seaborn as sns
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
@@ -182,6 +199,19 @@ def gap_verdict(gap: pd.Series, unit: str = "points", scale: float = 100.0) -> s
     words = (f"{gap['a']} higher" if gap["ci_low"] > 0 else f"{gap['a']} lower" if gap["ci_high"] < 0
              else "no difference detected")
     return f"{interval(gap['mean'], gap['ci_low'], gap['ci_high'], scale)} {unit}, {int(gap['n'])} pairs: {words}"
+
+
+def level_table(acc: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """The paper's Tables 4-5 at our scale: greedy exact match in percent, mean [95 % t-interval] over
+    pre-training seeds, one row per level and ``lengths`` (same / different), one column per operand length
+    relative to the level (``N-1``, ``N``, ``N+1``, ...). ``acc``: rows of ``pretrain.accuracy_by_digits`` with
+    ``level`` (and ``seed``) columns; a table without ``lengths`` is all same-length."""
+    d = acc.assign(lengths=acc["lengths"] if "lengths" in acc else "same", rel=acc["digits"] - acc["level"])
+    s = summarize(d, ["level", "lengths", "rel"], "accuracy", confidence)
+    s["column"] = [("N" if r == 0 else f"N{r:+d}") for r in s["rel"]]
+    s["text"] = [interval(m, lo, hi, signed=False) for m, lo, hi in zip(s["mean"], s["ci_low"], s["ci_high"])]
+    order = [("N" if r == 0 else f"N{r:+d}") for r in sorted(s["rel"].unique())]
+    return s.pivot(index=["level", "lengths"], columns="column", values="text").reindex(columns=order).fillna("")
 
 
 def curves_table(m: pd.DataFrame, by: str, value: str = "acc_plus", columns: int = 5) -> str:

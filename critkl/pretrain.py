@@ -70,11 +70,18 @@ def lm_loss(model, ids, mask, labels, precision: str = "auto") -> torch.Tensor:
                            ignore_index=IGNORE)
 
 
+LENGTHS = {"same": task.sample_same_length, "different": task.sample_different_length}
+
+
 @torch.no_grad()
 def accuracy_by_digits(model, tok, digit_lengths, n: int, seed: int, temperature: float = 0.0,
-                       batch_size: int = 64) -> pd.DataFrame:
-    """Exact-match accuracy on ``n`` problems per length, both operands of that many digits (the
-    paper's Table 4). Greedy when ``temperature == 0``; problems and sampling are seeded."""
+                       batch_size: int = 64, lengths: str = "same") -> pd.DataFrame:
+    """Exact-match accuracy on ``n`` problems per length ``d``: both operands of ``d`` digits (``lengths="same"``,
+    the paper's Table 4), or one of ``d`` and the other shorter (``"different"``, its Table 5; ``d >= 2``).
+    Greedy when ``temperature == 0``; problems and sampling are seeded. Columns: digits, accuracy, n,
+    temperature, lengths."""
+    if lengths not in LENGTHS:
+        raise ValueError(f"lengths={lengths!r} is not allowed: one of {', '.join(LENGTHS)}")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -82,14 +89,14 @@ def accuracy_by_digits(model, tok, digit_lengths, n: int, seed: int, temperature
     for d in digit_lengths:
         rng = np.random.default_rng([seed, d])
         gen = torch.Generator(device=device).manual_seed(seed * 1000 + d)
-        problems = [task.sample_same_length(d, rng) for _ in range(n)]
+        problems = [LENGTHS[lengths](d, rng) for _ in range(n)]
         max_new = task.max_scratchpad_length(d) + 20
         correct = 0
         for i in range(0, n, batch_size):
             chunk = problems[i:i + batch_size]
             g = generate(model, tok, [task.prompt(a, b) for a, b in chunk], max_new, temperature, gen)
             correct += sum(task.is_correct(t, a, b) for t, (a, b) in zip(g.texts, chunk))
-        rows.append(dict(digits=d, accuracy=correct / n, n=n, temperature=temperature))
+        rows.append(dict(digits=d, accuracy=correct / n, n=n, temperature=temperature, lengths=lengths))
     model.train(was_training)
     return pd.DataFrame(rows)
 

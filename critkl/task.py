@@ -176,6 +176,16 @@ def sample_same_length(n_digits: int, rng: np.random.Generator) -> tuple[int, in
     return sample_number(n_digits, rng), sample_number(n_digits, rng)
 
 
+def sample_different_length(n_digits: int, rng: np.random.Generator) -> tuple[int, int]:
+    """One operand (50/50 which) with exactly ``n_digits`` digits, the other with a digit count uniform in
+    1..n_digits-1 (the paper's Table 5 evaluation: operands of different lengths)."""
+    if n_digits < 2:
+        raise ValueError(f"n_digits={n_digits} must be >= 2: operands of different lengths need a shorter one")
+    long_ = sample_number(n_digits, rng)
+    other = sample_number(int(rng.integers(1, n_digits)), rng)
+    return (long_, other) if rng.random() < 0.5 else (other, long_)
+
+
 @dataclass(frozen=True)
 class Split:
     """A named problem distribution: ``comfort`` (1..level digits) or ``plus`` with its ``extra_digits``."""

@@ -30,6 +30,7 @@ CASES = [
     ("kl_comparison", dict(pretrain_preset="tiny", preset="tiny", level=3, rounds=1, eval_plus=8,
                            variants="oracle oracle_inverse", top_entropy_quantile=0.2, advantage_weighting="entropy",
                            eval_mode="exact")),
+    ("kl_comparison", dict(pretrain_preset="tiny", preset="tiny", level=2, rounds=1, eval_plus=8, variants="none")),
     ("sweeps", dict(grid_seeds="4", grid_samples="50", jobs=1)),
     ("results", dict(level=5)),
     ("regime", dict(level=2)),

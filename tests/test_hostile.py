@@ -421,3 +421,16 @@ def test_critical_cli_certainty_form(tiny_checkpoint, capsys):
     assert kinds == {"max_prob": {"max_prob"}, "entropy": {"entropy"}}
     summary = {form: text.splitlines()[:3] for form, text in out.items()}  # teacher-forced: header + 2 rows
     assert summary["max_prob"][0] == summary["entropy"][0] and summary["max_prob"] != summary["entropy"]
+
+
+def test_python_dash_m_critkl_exits_with_the_commands_status(tmp_path):
+    """``python -m critkl`` is the ``critkl`` command: a bad request exits 2 (scripts and sweeps of sweeps
+    rely on the status), not 0."""
+    import subprocess
+    import sys
+    env = {**os.environ, "CRITKL_HOME": str(tmp_path)}
+    bad = subprocess.run([sys.executable, "-m", "critkl", "pretrain", "--level", "0"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "level=0" in bad.stderr
+    ok = subprocess.run([sys.executable, "-m", "critkl", "--help"], env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0

@@ -210,3 +210,22 @@ def test_curves_by_beta_draw_a_panel_per_coefficient_with_runs_without_kl_in_eac
     ax = plots.plot_weights(pd.DataFrame(rows), ax=plt.figure().gca())
     lines = {l.get_label(): list(l.get_ydata()) for l in ax.get_lines()}
     assert lines == {"critical": pytest.approx([0.2, 0.2]), "other": pytest.approx([0.9, 0.9])}
+
+
+def test_level_table_is_percent_with_t_intervals_over_seeds_by_relative_length():
+    acc = pd.DataFrame(dict(level=[3] * 4, seed=[0, 1, 0, 1], digits=[3, 3, 4, 4], accuracy=[1.0, 0.9, 0.2, 0.4],
+                            lengths="same"))
+    t = plots.level_table(acc)
+    assert list(t.columns) == ["N", "N+1"] and t.index.tolist() == [(3, "same")]
+    half = 12.706205 * np.std([0.2, 0.4], ddof=1) / np.sqrt(2) * 100
+    assert t.loc[(3, "same"), "N+1"] == f"30.0 [{30 - half:.1f}, {30 + half:.1f}]"
+    assert plots.level_table(acc.drop(columns="lengths")).index.tolist() == [(3, "same")]
+
+
+def test_example_rows_round_trip_to_the_same_html():
+    e = dict(text="1+2=\n3", values=[None, None, None, None, 0.25, 0.9], critical=[5], correct=True)
+    rows = plots.example_rows(e, level=3, seed=0, example=1)
+    assert len(rows) == 6 and rows.example.eq(1).all() and rows.critical.tolist() == [False] * 5 + [True] and rows.level.eq(3).all()
+    assert np.isnan(rows.certainty[0]) and rows.certainty[5] == 0.9
+    assert plots.render_example_rows(rows.sample(frac=1, random_state=0), "t") == plots.render_html(
+        e["text"], e["values"], e["critical"], "t")

@@ -86,3 +86,11 @@ def test_premise_summary_counts_a_checkpoint_probed_twice_once():
         greedy_min_1toN=[1.0] * 4, plus1_T1=[0.2] * 4, fail_at_critical=[0.6] * 4, p_first_comma_mean=[0.5] * 4))
     s = premise_summary(rows).set_index("config")
     assert s.loc["A", "premise_seeds"] == 1 and s.loc["A", "seeds"] == 3 and s.loc["A", "verdict"] == "fails"
+
+
+def test_accuracy_by_digits_on_operands_of_different_lengths_names_its_lengths(tiny_checkpoint):
+    model, tok, _ = load_checkpoint(tiny_checkpoint)
+    df = accuracy_by_digits(model, tok, [2, 3], 2, seed=0, lengths="different")
+    assert df.lengths.tolist() == ["different"] * 2 and df.n.tolist() == [2, 2]
+    with pytest.raises(ValueError, match="lengths='both' is not allowed: one of same, different"):
+        accuracy_by_digits(model, tok, [2], 2, seed=0, lengths="both")

@@ -168,3 +168,15 @@ def test_modsum_auxiliary_task():
     assert task.parse_answer(s) == task.modsum(56, 789)
     # addition is untouched by the shared code path
     assert task.scratchpad(56, 789) == PAPER_EXAMPLE[len(task.prompt(56, 789)):]
+
+
+def test_sample_different_length_has_one_operand_of_that_length_and_a_shorter_one():
+    rng = np.random.default_rng(0)
+    pairs = [task.sample_different_length(4, rng) for _ in range(400)]
+    lens = [sorted((len(str(a)), len(str(b)))) for a, b in pairs]
+    assert all(hi == 4 and 1 <= lo <= 3 for lo, hi in lens)
+    assert {lo for lo, _ in lens} == {1, 2, 3}
+    firsts = sum(len(str(a)) == 4 for a, _ in pairs)
+    assert 150 < firsts < 250  # the long operand comes first about half the time
+    with pytest.raises(ValueError, match="n_digits=1 must be >= 2"):
+        task.sample_different_length(1, rng)
