@@ -212,6 +212,25 @@ def frontier_gaps(outcomes: pd.DataFrame, value: str = "gain",
     return pd.concat(out, ignore_index=True)[cols]
 
 
+def at_equal(table: pd.DataFrame, a: str, b: str, x: str = "mean_kl", y: str = "gain", log_x: bool = True) -> pd.DataFrame:
+    """Frontier dominance, read off the means of ``frontier_table``: for each point (beta) of variant ``a``,
+    variant ``b``'s ``y`` at the same ``x``, linearly interpolated between ``b``'s neighbouring points (on
+    log ``x`` when ``log_x``: KL spans decades); NaN where ``a``'s ``x`` lies outside ``b``'s range. A positive
+    ``difference`` means ``a`` learns more at equal closeness. Means only: each point's own interval stays in
+    the table. Columns: beta, x, y_a, y_b, difference."""
+    pa = table[table.kl == a].sort_values(x)
+    pb = table[table.kl == b].dropna(subset=[x, y]).sort_values(x)
+    f = np.log if log_x else (lambda v: np.asarray(v, dtype=float))
+    xb, yb = f(pb[x].to_numpy(dtype=float)), pb[y].to_numpy(dtype=float)
+    rows = []
+    for _, r in pa.iterrows():
+        xa = float(f(np.array([r[x]], dtype=float))[0])
+        inside = len(xb) >= 2 and xb.min() <= xa <= xb.max()
+        y_b = float(np.interp(xa, xb, yb)) if inside else float("nan")
+        rows.append(dict(beta=r.get("beta", np.nan), x=float(r[x]), y_a=float(r[y]), y_b=y_b, difference=float(r[y]) - y_b))
+    return pd.DataFrame(rows, columns=["beta", "x", "y_a", "y_b", "difference"])
+
+
 def with_method(metrics: pd.DataFrame) -> pd.DataFrame:
     """The table with a ``method`` column, the unit the frontier compares: the RL preset's name without its
     ``cpu-`` prefix (``cpu-reinforce`` -> ``reinforce``, ``cpu-grpo`` -> ``grpo``, ``paper`` stays)."""

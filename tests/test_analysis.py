@@ -196,3 +196,14 @@ def test_slope_matches_hand_computed_least_squares_and_t_interval():
 def test_with_method_names_the_rl_preset_without_cpu_prefix():
     m = pd.DataFrame(dict(preset=["cpu-reinforce", "cpu-grpo", "paper"]))
     assert analysis.with_method(m).method.tolist() == ["reinforce", "grpo", "paper"]
+
+
+def test_at_equal_interpolates_the_other_curve_on_log_x():
+    t = pd.DataFrame(dict(kl=["standard"] * 2 + ["prioritized"] * 2, beta=[1.0, 0.01, 1.0, 0.01],
+                          mean_kl=[0.001, 0.1, 0.01, 1.0], gain=[0.0, 0.2, 0.15, 0.3]))
+    d = analysis.at_equal(t, "prioritized", "standard").set_index("beta")
+    # x = 0.01 is halfway between 0.001 and 0.1 on a log scale: standard's gain there is 0.1
+    assert d.loc[1.0, "y_b"] == pytest.approx(0.1) and d.loc[1.0, "difference"] == pytest.approx(0.05)
+    assert np.isnan(d.loc[0.01, "y_b"])  # outside standard's range
+    lin = analysis.at_equal(t, "prioritized", "standard", log_x=False).set_index("beta")
+    assert lin.loc[1.0, "y_b"] == pytest.approx(0.2 * 0.009 / 0.099)
