@@ -174,6 +174,11 @@ def _budgets(m: pd.DataFrame, columns: int) -> list:
     return picked + ([eps[-1]] if eps[-1] not in picked else [])
 
 
+def duration(seconds: float) -> str:
+    """A measured wall time in words: ``"14 seconds"`` under 90 s, else ``"2.3 minutes"`` (never "0.0 minutes")."""
+    return f"{seconds:.0f} seconds" if seconds < 90 else f"{seconds / 60:.1f} minutes"
+
+
 def interval(mean: float, low: float, high: float, scale: float = 100.0, signed: bool = True, digits: int = 1) -> str:
     """``mean [low, high]`` scaled (100: fractions as percent or points), e.g. ``+3.1 [-0.3, +6.5]``; n/a if NaN."""
     if not np.isfinite(mean):

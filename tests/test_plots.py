@@ -229,3 +229,8 @@ def test_example_rows_round_trip_to_the_same_html():
     assert np.isnan(rows.certainty[0]) and rows.certainty[5] == 0.9
     assert plots.render_example_rows(rows.sample(frac=1, random_state=0), "t") == plots.render_html(
         e["text"], e["values"], e["critical"], "t")
+
+
+def test_duration_never_reads_zero_minutes():
+    assert plots.duration(14.2) == "14 seconds" and plots.duration(89) == "89 seconds"
+    assert plots.duration(138) == "2.3 minutes"
