@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 import matplotlib
+import matplotlib.lines
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
@@ -87,34 +88,49 @@ def plot_accuracy_by_digits(df: pd.DataFrame, ax=None, hue: str | None = None):
     return ax
 
 
-def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ax=None, x: str = "episodes"):
+def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ax=None, x: str = "episodes",
+                         palette: dict | None = None):
     """``y`` against ``x`` per ``hue``: the mean over runs with its 95 % Student-t interval as a band
-    (``analysis.summarize``, the intervals of the book's tables; one run draws a line without a band)."""
+    (``analysis.summarize``, the intervals of the book's tables; one run draws a line without a band).
+    ``palette`` maps hue values to colours (the same variant, the same colour, across panels)."""
     import matplotlib.pyplot as plt
     style()
     ax = ax or plt.subplots(figsize=(6, 4))[1]
     for key, g in summarize(metrics, [hue, x], y).groupby(hue, sort=True):
         g = g.sort_values(x)
-        (line,) = ax.plot(g[x], g["mean"], marker="o", label=str(key))
+        colour = (palette or {}).get(key)
+        (line,) = ax.plot(g[x], g["mean"], marker="o", label=str(key), color=colour)
         ax.fill_between(g[x], g["ci_low"], g["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
     ax.set(xlabel="training episodes" if x == "episodes" else x.replace("_", " "), ylabel=y)
     ax.legend(title=hue)
     return ax
 
 
-def plot_curves_by_beta(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ylabel: str | None = None):
-    """One panel per KL coefficient: ``y`` against episodes per ``hue`` with t-interval bands
-    (``plot_learning_curves``); runs without a KL (``kl == "none"``) appear in every panel. Returns the figure."""
+def plot_curves_by_beta(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ylabel: str | None = None,
+                        ncols: int = 4):
+    """One panel per KL coefficient (``ncols`` to a row): ``y`` against episodes per ``hue`` with t-interval
+    bands (``plot_learning_curves``), each ``hue`` value in one colour throughout and one legend for the
+    figure; runs without a KL (``kl == "none"``) appear in every panel. Returns the figure."""
     import matplotlib.pyplot as plt
+    style()
     none = metrics["kl"] == "none"
     betas = sorted(metrics.loc[~none, "beta"].unique())
-    fig, axes = plt.subplots(1, max(1, len(betas)), figsize=(3.1 * max(1, len(betas)), 3.4), sharey=True, squeeze=False)
-    for i, (ax, b) in enumerate(zip(axes[0], betas)):
-        plot_learning_curves(metrics[(metrics["beta"] == b) | none], y=y, hue=hue, ax=ax)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    palette = {k: colours[i % len(colours)] for i, k in enumerate(sorted(metrics[hue].unique()))}
+    n = max(1, len(betas))
+    cols = min(n, ncols)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.2 * rows + 0.4), sharey=True, squeeze=False)
+    flat = axes.ravel()
+    for ax, b in zip(flat, betas):
+        plot_learning_curves(metrics[(metrics["beta"] == b) | none], y=y, hue=hue, ax=ax, palette=palette)
         ax.set(title=f"beta = {b:g}", ylabel=ylabel or y)
-        if i:
-            ax.get_legend().remove()
-    fig.tight_layout()
+        ax.get_legend().remove()
+    for ax in flat[len(betas):]:
+        fig.delaxes(ax)
+    handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", label=k) for k, c in palette.items()]
+    fig.legend(handles=handles, title=hue, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3.2 * rows + 0.4)))
     return fig
 
 

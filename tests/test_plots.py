@@ -207,6 +207,11 @@ def test_curves_by_beta_draw_a_panel_per_coefficient_with_runs_without_kl_in_eac
     fig = plots.plot_curves_by_beta(pd.DataFrame(rows))
     assert [ax.get_title() for ax in fig.axes] == ["beta = 0.05", "beta = 1"]
     assert all(sorted(l.get_label() for l in ax.get_lines()) == ["none", "prioritized", "standard"] for ax in fig.axes)
+    colour = {(i, l.get_label()): l.get_color() for i, ax in enumerate(fig.axes) for l in ax.get_lines()}
+    assert all(colour[(0, k)] == colour[(1, k)] for k in ("none", "prioritized", "standard"))  # one colour per variant
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["none", "prioritized", "standard"]
+    wrapped = plots.plot_curves_by_beta(pd.DataFrame(rows), ncols=1)  # one panel per row, none left empty
+    assert len(wrapped.axes) == 2 and wrapped.axes[1].get_title() == "beta = 1"
     ax = plots.plot_weights(pd.DataFrame(rows), ax=plt.figure().gca())
     lines = {l.get_label(): list(l.get_ydata()) for l in ax.get_lines()}
     assert lines == {"critical": pytest.approx([0.2, 0.2]), "other": pytest.approx([0.9, 0.9])}
