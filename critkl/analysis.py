@@ -220,15 +220,13 @@ def at_equal(table: pd.DataFrame, a: str, b: str, x: str = "mean_kl", y: str = "
     the table. Columns: beta, x, y_a, y_b, difference."""
     pa = table[table.kl == a].sort_values(x)
     pb = table[table.kl == b].dropna(subset=[x, y]).sort_values(x)
-    f = np.log if log_x else (lambda v: np.asarray(v, dtype=float))
-    xb, yb = f(pb[x].to_numpy(dtype=float)), pb[y].to_numpy(dtype=float)
-    rows = []
-    for _, r in pa.iterrows():
-        xa = float(f(np.array([r[x]], dtype=float))[0])
-        inside = len(xb) >= 2 and xb.min() <= xa <= xb.max()
-        y_b = float(np.interp(xa, xb, yb)) if inside else float("nan")
-        rows.append(dict(beta=r.get("beta", np.nan), x=float(r[x]), y_a=float(r[y]), y_b=y_b, difference=float(r[y]) - y_b))
-    return pd.DataFrame(rows, columns=["beta", "x", "y_a", "y_b", "difference"])
+    f = np.log if log_x else np.asarray
+    xa, xb = f(pa[x].to_numpy(dtype=float)), f(pb[x].to_numpy(dtype=float))
+    y_a, yb = pa[y].to_numpy(dtype=float), pb[y].to_numpy(dtype=float)
+    inside = (xa >= xb.min()) & (xa <= xb.max()) if len(xb) >= 2 else np.zeros(len(xa), dtype=bool)
+    y_b = np.where(inside, np.interp(xa, xb, yb) if len(xb) else np.nan, np.nan)
+    return pd.DataFrame(dict(beta=pa["beta"].to_numpy() if "beta" in pa else np.nan, x=pa[x].to_numpy(dtype=float),
+                             y_a=y_a, y_b=y_b, difference=y_a - y_b))
 
 
 def with_method(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -222,6 +222,15 @@ def gap_verdict(gap: pd.Series, unit: str = "points", scale: float = 100.0) -> s
     return f"{interval(gap['mean'], gap['ci_low'], gap['ci_high'], scale)} {unit}, {int(gap['n'])} pairs: {words}"
 
 
+def gap_tally(gaps: pd.DataFrame) -> str:
+    """Paired gaps ``a - b`` over several coefficients (rows of ``analysis.frontier_gaps`` for one pair) in words:
+    at how many ``a`` is higher, lower, or not detectably different (the 95 % interval contains 0)."""
+    a = gaps["a"].iloc[0] if len(gaps) else "a"
+    higher, lower = int((gaps["ci_low"] > 0).sum()), int((gaps["ci_high"] < 0).sum())
+    return (f"{a} higher at {higher}, lower at {lower}, no difference detected at {len(gaps) - higher - lower} "
+            f"of {len(gaps)} coefficients")
+
+
 def level_table(acc: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """The paper's Tables 4-5 at our scale: greedy exact match in percent, mean [95 % t-interval] over
     pre-training seeds, one row per level and ``lengths`` (same / different), one column per operand length
@@ -229,10 +238,9 @@ def level_table(acc: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     ``level`` (and ``seed``) columns; a table without ``lengths`` is all same-length."""
     d = acc.assign(lengths=acc["lengths"] if "lengths" in acc else "same", rel=acc["digits"] - acc["level"])
     s = summarize(d, ["level", "lengths", "rel"], "accuracy", confidence)
-    s["column"] = [("N" if r == 0 else f"N{r:+d}") for r in s["rel"]]
     s["text"] = [interval(m, lo, hi, signed=False) for m, lo, hi in zip(s["mean"], s["ci_low"], s["ci_high"])]
-    order = [("N" if r == 0 else f"N{r:+d}") for r in sorted(s["rel"].unique())]
-    return s.pivot(index=["level", "lengths"], columns="column", values="text").reindex(columns=order).fillna("")
+    t = s.pivot(index=["level", "lengths"], columns="rel", values="text").sort_index(axis=1).fillna("")
+    return t.rename(columns=lambda r: "N" if r == 0 else f"N{r:+d}").rename_axis(columns="column")
 
 
 def curves_table(m: pd.DataFrame, by: str, value: str = "acc_plus", columns: int = 5) -> str:

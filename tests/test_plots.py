@@ -239,3 +239,8 @@ def test_example_rows_round_trip_to_the_same_html():
 def test_duration_never_reads_zero_minutes():
     assert plots.duration(14.2) == "14 seconds" and plots.duration(89) == "89 seconds"
     assert plots.duration(138) == "2.3 minutes"
+
+
+def test_gap_tally_counts_signs_only_where_the_interval_excludes_zero():
+    g = pd.DataFrame(dict(a="prioritized", ci_low=[0.01, -0.02, -0.05], ci_high=[0.05, 0.03, -0.01]))
+    assert plots.gap_tally(g) == "prioritized higher at 1, lower at 1, no difference detected at 1 of 3 coefficients"
