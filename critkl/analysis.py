@@ -235,6 +235,24 @@ def with_method(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics.assign(method=metrics["preset"].astype(str).str.removeprefix("cpu-"))
 
 
+def with_variant(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The table with a ``variant`` column, the unit the side-by-side comparison (book/beyond) compares: the KL
+    variant, the certainty form for the prioritized one, then the policy-gradient change when there is one, e.g.
+    ``standard``, ``prioritized (entropy)``, ``oracle_inverse``, ``standard + forking 20 %``, ``standard + GTPO``.
+    Needs ``kl``; ``certainty``, ``top_entropy_quantile`` and ``advantage_weighting`` are read where present."""
+    def name(row) -> str:
+        label = str(row["kl"])
+        if label == "prioritized" and "certainty" in row:
+            label += f" ({row['certainty']})"
+        q = float(row.get("top_entropy_quantile", 1.0))
+        if q < 1.0:
+            label += f" + forking {100 * q:g} %"
+        if str(row.get("advantage_weighting", "none")) == "entropy":
+            label += " + GTPO"
+        return label
+    return metrics.assign(variant=metrics.apply(name, axis=1) if len(metrics) else pd.Series(dtype=str))
+
+
 def slope(x, y, confidence: float = 0.95) -> dict:
     """Least-squares slope of ``y`` on ``x`` (pairs with a NaN dropped) with its Student-t interval (df n - 2),
     and Pearson's r. E.g. per run, gain against the rise of the right-token probability at the critical

@@ -207,3 +207,15 @@ def test_at_equal_interpolates_the_other_curve_on_log_x():
     assert np.isnan(d.loc[0.01, "y_b"])  # outside standard's range
     lin = analysis.at_equal(t, "prioritized", "standard", log_x=False).set_index("beta")
     assert lin.loc[1.0, "y_b"] == pytest.approx(0.2 * 0.009 / 0.099)
+
+
+def test_with_variant_names_the_kl_the_certainty_and_the_policy_gradient_change():
+    m = pd.DataFrame(dict(kl=["standard", "prioritized", "prioritized", "oracle", "standard", "standard", "none"],
+                          certainty=["max_prob", "max_prob", "entropy", "max_prob", "max_prob", "max_prob", "entropy"],
+                          top_entropy_quantile=[1.0, 1.0, 1.0, 1.0, 0.2, 1.0, 1.0],
+                          advantage_weighting=["none"] * 5 + ["entropy", "none"]))
+    assert analysis.with_variant(m).variant.tolist() == [
+        "standard", "prioritized (max_prob)", "prioritized (entropy)", "oracle", "standard + forking 20 %",
+        "standard + GTPO", "none"]
+    assert analysis.with_variant(pd.DataFrame(dict(kl=["prioritized"]))).variant.tolist() == ["prioritized"]
+    assert analysis.with_variant(m.iloc[:0]).variant.tolist() == []
