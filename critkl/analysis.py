@@ -212,6 +212,20 @@ def frontier_gaps(outcomes: pd.DataFrame, value: str = "gain",
     return pd.concat(out, ignore_index=True)[cols]
 
 
+def variant_gaps(outcomes: pd.DataFrame, baseline: str, values=("gain", "auc_gain"), col: str = "variant",
+                 pair_on=("seed", "pretrain_seed"), confidence: float = 0.95) -> pd.DataFrame:
+    """Every other ``col`` value against ``baseline``: the paired gaps ``variant - baseline`` of each of
+    ``values`` (runs matched on ``pair_on``) with t-intervals. Columns: a, b, value, n, mean, ci_low,
+    ci_high, half_width (``a`` the variant, ``b`` the baseline, the layout ``plots.gap_verdict`` reads)."""
+    pair_on = [c for c in pair_on if c in outcomes]
+    if baseline not in set(outcomes[col]):
+        raise ValueError(f"baseline {baseline!r} is not a {col} of the table; it has {sorted(set(outcomes[col]))}")
+    rows = [{"a": a, "b": baseline, "value": v,
+             **_ci_row(paired_differences(outcomes, v, col, a, baseline, pair_on), confidence)}
+            for a in sorted(set(outcomes[col]) - {baseline}) for v in values]
+    return pd.DataFrame(rows, columns=["a", "b", "value", "n", "mean", "ci_low", "ci_high", "half_width"])
+
+
 def at_equal(table: pd.DataFrame, a: str, b: str, x: str = "mean_kl", y: str = "gain", log_x: bool = True) -> pd.DataFrame:
     """Frontier dominance, read off the means of ``frontier_table``: for each point (beta) of variant ``a``,
     variant ``b``'s ``y`` at the same ``x``, linearly interpolated between ``b``'s neighbouring points (on

@@ -205,12 +205,15 @@ def interval(mean: float, low: float, high: float, scale: float = 100.0, signed:
     return f"{f.format(scale * mean)} [{f.format(scale * low)}, {f.format(scale * high)}]"
 
 
-def intervals_frame(table: pd.DataFrame, values: dict, keep=(), scale: float = 100.0, digits: int = 1) -> pd.DataFrame:
+def intervals_frame(table: pd.DataFrame, values: dict, keep=(), scale: float = 100.0, digits: int = 1,
+                    signed: bool = True) -> pd.DataFrame:
     """A table to print: the ``keep`` columns as they are, then per ``values`` item ``column: label`` the text
-    ``interval`` of ``column``, ``column_low``, ``column_high`` (``analysis.frontier_table``'s layout)."""
+    ``interval`` of ``column``, ``column_low``, ``column_high`` (``analysis.frontier_table``'s layout);
+    ``signed=False`` for quantities that are never negative (a KL, an accuracy)."""
     out = table[list(keep)].copy()
     for col, label in values.items():
-        out[label] = [interval(r[col], r[f"{col}_low"], r[f"{col}_high"], scale, digits=digits) for _, r in table.iterrows()]
+        out[label] = [interval(r[col], r[f"{col}_low"], r[f"{col}_high"], scale, signed, digits)
+                      for _, r in table.iterrows()]
     return out
 
 

@@ -219,3 +219,18 @@ def test_with_variant_names_the_kl_the_certainty_and_the_policy_gradient_change(
         "standard + GTPO", "none"]
     assert analysis.with_variant(pd.DataFrame(dict(kl=["prioritized"]))).variant.tolist() == ["prioritized"]
     assert analysis.with_variant(m.iloc[:0]).variant.tolist() == []
+
+
+def test_variant_gaps_pairs_every_variant_with_the_baseline_by_seed():
+    o = pd.DataFrame(dict(variant=["standard"] * 3 + ["oracle"] * 3 + ["none"] * 2,
+                          seed=[0, 1, 2, 0, 1, 2, 0, 2], pretrain_seed=[0, 1, 2, 0, 1, 2, 0, 2],
+                          gain=[0.1, 0.2, 0.3, 0.2, 0.4, 0.3, 0.0, 0.1]))
+    g = analysis.variant_gaps(o, "standard", values=("gain",))
+    assert g.a.tolist() == ["none", "oracle"] and set(g.b) == {"standard"} and g.n.tolist() == [2, 3]
+    none, oracle = g.iloc[0], g.iloc[1]
+    assert none["mean"] == pytest.approx(-0.15)            # pairs (0: -0.1), (2: -0.2)
+    d = np.array([0.1, 0.2, 0.0])                          # oracle - standard by seed
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert oracle["mean"] == pytest.approx(0.1) and oracle["half_width"] == pytest.approx(half)
+    with pytest.raises(ValueError, match="baseline 'prioritized'"):
+        analysis.variant_gaps(o, "prioritized")

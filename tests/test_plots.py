@@ -194,6 +194,7 @@ def test_interval_text_and_gap_verdict():
     assert plots.interval(float("nan"), 0, 0) == "n/a" and plots.interval(0.1, float("nan"), float("nan")) == "+10.0"
     t = pd.DataFrame(dict(kl=["standard"], gain=[0.1], gain_low=[0.05], gain_high=[0.15]))
     assert plots.intervals_frame(t, {"gain": "gain (points)"}, keep=["kl"]).iloc[0].tolist() == ["standard", "+10.0 [+5.0, +15.0]"]
+    assert plots.intervals_frame(t, {"gain": "g"}, signed=False, scale=1, digits=2).iloc[0].tolist() == ["0.10 [0.05, 0.15]"]
     gap = pd.Series(dict(a="prioritized", b="standard", mean=0.04, ci_low=0.01, ci_high=0.07, n=10))
     assert plots.gap_verdict(gap).endswith("10 pairs: prioritized higher")
     assert plots.gap_verdict(gap.replace({0.01: -0.01})).endswith("no difference detected")
