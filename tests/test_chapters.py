@@ -92,3 +92,18 @@ def test_chapter_defaults_agree_with_the_preset_they_name(chapter):
         rl = rl_config("cpu-reinforce")
         t = declared.get("ref_temperature", declared.get("our_T"))
         assert t == rl.ref_temperature and declared.get("our_alpha", rl.alpha) == rl.alpha
+
+
+@pytest.mark.parametrize("chapter", sorted(p.stem for p in BOOK.glob("*.ipynb")))
+def test_papermill_reads_every_parameter_the_sweep_reads(chapter):
+    """papermill parses a parameters cell line by line and skips (with a warning, then "unknown parameter" on
+    injection) any line with a second '=', e.g. in its comment; critkl's sweep reads the cell with ast. Both
+    must see the same names, or a sweep point's log fills with warnings and the parameter is not type-checked."""
+    notebook = BOOK / f"{chapter}.ipynb"
+    ours = notebook_parameters(notebook) if _has_parameters(notebook) else {}
+    assert sorted(papermill.inspect_notebook(str(notebook))) == sorted(ours)
+
+
+def _has_parameters(notebook: Path) -> bool:
+    import json
+    return any("parameters" in c["metadata"].get("tags", []) for c in json.loads(notebook.read_text())["cells"])
