@@ -79,15 +79,6 @@ def style():
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
 
 
-def plot_accuracy_by_digits(df: pd.DataFrame, ax=None, hue: str | None = None):
-    """Accuracy vs operand length (one line per ``hue``, e.g. pre-training level)."""
-    import seaborn as sns
-    style()
-    ax = sns.lineplot(data=df, x="digits", y="accuracy", hue=hue, marker="o", ax=ax)
-    ax.set(ylim=(-0.02, 1.02), xlabel="digits per operand", ylabel="exact match")
-    return ax
-
-
 def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ax=None, x: str = "episodes",
                          palette: dict | None = None):
     """``y`` against ``x`` per ``hue``: the mean over runs with its 95 % Student-t interval as a band

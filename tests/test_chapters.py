@@ -39,6 +39,7 @@ CASES = [
     ("frontier", dict(method="grpo")),  # a method the committed sweep may lack: says so, draws nothing
     ("frontier", dict(value="auc_gain", confidence=0.9)),
     ("mechanism", dict(method="a2c")),
+    ("levels", dict(confidence=0.9)),
     ("mechanism", dict(confidence=0.9)),
     ("beyond", dict(**TINY, level=4, pretrain_seed=1, n_problems=8, alphas="150", ref_temperature=4.0)),  # the one shipped level-2 checkpoint: another level, another number of panels
 ]

@@ -17,8 +17,6 @@ def test_learning_curves_and_tracking_draw():
                           step=1, operand=1, name="n+1_comma"))
     g = plots.plot_critical_tracking(c)
     assert len(g.axes) == 1
-    d = pd.DataFrame(dict(digits=[1, 2, 3], accuracy=[1.0, 0.5, 0.0]))
-    assert plots.plot_accuracy_by_digits(d).get_ylabel() == "exact match"
     t = pd.DataFrame(dict(delta_critical=[-0.3, -0.2], delta_noncritical=[0.01, 0.0]))
     ax = plots.plot_table1(t, ax=plt.figure().gca())
     # 2 generations x (critical, non-critical) = 4 points, at y = the deltas
