@@ -131,6 +131,18 @@ def probed(path, csv="results/regime_search.csv", **probe_kw) -> dict:
     return {**probe(path, **probe_kw), "source": "probed now"}
 
 
+def recipe_rows(rows: pd.DataFrame, preset: str, levels) -> pd.DataFrame:
+    """The probes of one pre-training recipe (``preset``, e.g. ``cpu-modsum``) at each of ``levels``: the rows of
+    a regime table whose ``config`` is that preset's at the level, one per checkpoint (its latest probe, the one
+    ``probed`` returns). Every chapter that shows a recipe's seeds reads them here."""
+    import dataclasses
+    from .config import pretrain_config
+    names = {config_name(dataclasses.asdict(pretrain_config(preset, level=int(n)))) for n in levels}
+    out = rows[rows.config.isin(names)] if "config" in rows else rows.iloc[:0]
+    out = out.drop_duplicates("checkpoint", keep="last") if "checkpoint" in out else out
+    return out.reset_index(drop=True)
+
+
 def premise_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (``config``) of a regime table: how many pre-training seeds were probed, on how
     many the premise holds, the mean of each criterion, and the verdict of the regime issue: ``holds``

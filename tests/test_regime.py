@@ -4,7 +4,7 @@ import pytest
 from critkl.measure import measure, tracking_problems
 from critkl.model import load_checkpoint
 from critkl.pretrain import accuracy_by_digits
-from critkl.regime import premise_holds, probe, probe_and_record, record
+from critkl.regime import premise_holds, probe, probe_and_record, recipe_rows, record
 
 
 def test_probe_and_record(tiny_checkpoint, tmp_path):
@@ -94,3 +94,15 @@ def test_accuracy_by_digits_on_operands_of_different_lengths_names_its_lengths(t
     assert df.lengths.tolist() == ["different"] * 2 and df.n.tolist() == [2, 2]
     with pytest.raises(ValueError, match="lengths='both' is not allowed: one of same, different"):
         accuracy_by_digits(model, tok, [2], 2, seed=0, lengths="both")
+
+
+def test_recipe_rows_keeps_the_recipe_at_the_levels_asked_one_latest_row_per_checkpoint():
+    import dataclasses
+    from critkl.config import config_name, pretrain_config
+    name = lambda preset, n: config_name(dataclasses.asdict(pretrain_config(preset, level=n)))  # noqa: E731
+    rows = pd.DataFrame(dict(config=[name("cpu-modsum", 2), name("cpu-modsum", 3), name("cpu-modsum", 3),
+                                     name("tiny", 3), name("cpu-modsum", 4)],
+                             checkpoint=["a", "b", "b", "c", "d"], level=[2, 3, 3, 3, 4], plus1_T1=[0.1, 0.2, 0.3, 0.9, 0.5]))
+    got = recipe_rows(rows, "cpu-modsum", [3, 2])
+    assert got.checkpoint.tolist() == ["a", "b"] and got.plus1_T1.tolist() == [0.1, 0.3]  # b's latest probe
+    assert recipe_rows(rows, "cpu-modsum", [5]).empty and recipe_rows(pd.DataFrame(), "cpu-modsum", [3]).empty
