@@ -182,8 +182,11 @@ def _budgets(m: pd.DataFrame, columns: int) -> list:
 
 
 def duration(seconds: float) -> str:
-    """A measured wall time in words: ``"14 seconds"`` under 90 s, else ``"2.3 minutes"`` (never "0.0 minutes")."""
-    return f"{seconds:.0f} seconds" if seconds < 90 else f"{seconds / 60:.1f} minutes"
+    """A measured wall time in words: ``"14 seconds"`` under 90 s (``"1 second"``, ``"under a second"``), else
+    ``"2.3 minutes"`` (never "0.0 minutes")."""
+    if seconds >= 90:
+        return f"{seconds / 60:.1f} minutes"
+    return "under a second" if seconds < 0.5 else "1 second" if seconds < 1.5 else f"{seconds:.0f} seconds"
 
 
 def interval(mean: float, low: float, high: float, scale: float = 100.0, signed: bool = True, digits: int = 1) -> str:

@@ -238,6 +238,7 @@ def test_example_rows_round_trip_to_the_same_html():
 def test_duration_never_reads_zero_minutes():
     assert plots.duration(14.2) == "14 seconds" and plots.duration(89) == "89 seconds"
     assert plots.duration(138) == "2.3 minutes"
+    assert plots.duration(1.2) == "1 second" and plots.duration(0.2) == "under a second"
 
 
 def test_gap_tally_counts_signs_only_where_the_interval_excludes_zero():
