@@ -102,8 +102,9 @@ def cpu_line() -> str:
     """A short where-it-ran for chapter timings: torch's CPU capability, native bf16 or not, threads."""
     bf16, _ = native_bf16(torch.device("cpu"))
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    n = torch.get_num_threads()
     return (f"a CPU of capability {torch.backends.cpu.get_cpu_capability()} "
-            f"({'native' if bf16 else 'no native'} bf16), {torch.get_num_threads()} torch threads{gpu}")
+            f"({'native' if bf16 else 'no native'} bf16), {n} torch thread{'s' if n != 1 else ''}{gpu}")
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
