@@ -10,6 +10,7 @@ the command that trained the checkpoint) to a CSV of every configuration tried, 
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 import torch
 
 from . import task
-from .config import config_name  # the regime table's configuration column
+from .config import config_name, pretrain_config  # the regime table's configuration column
 from .measure import certainty_delta, failure_row, measure, table1, tracking_problems
 from .fileio import atomic_file
 from .model import load_checkpoint
@@ -135,12 +136,13 @@ def recipe_rows(rows: pd.DataFrame, preset: str, levels) -> pd.DataFrame:
     """The probes of one pre-training recipe (``preset``, e.g. ``cpu-modsum``) at each of ``levels``: the rows of
     a regime table whose ``config`` is that preset's at the level, one per checkpoint (its latest probe, the one
     ``probed`` returns). Every chapter that shows a recipe's seeds reads them here."""
-    import dataclasses
-    from .config import pretrain_config
     names = {config_name(dataclasses.asdict(pretrain_config(preset, level=int(n)))) for n in levels}
-    out = rows[rows.config.isin(names)] if "config" in rows else rows.iloc[:0]
-    out = out.drop_duplicates("checkpoint", keep="last") if "checkpoint" in out else out
-    return out.reset_index(drop=True)
+    return _latest(rows[rows.config.isin(names)] if "config" in rows else rows.iloc[:0]).reset_index(drop=True)
+
+
+def _latest(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per checkpoint, its latest probe (a checkpoint probed twice counts once)."""
+    return rows.drop_duplicates("checkpoint", keep="last") if "checkpoint" in rows else rows
 
 
 def premise_summary(rows: pd.DataFrame) -> pd.DataFrame:
@@ -148,8 +150,7 @@ def premise_summary(rows: pd.DataFrame) -> pd.DataFrame:
     many the premise holds, the mean of each criterion, and the verdict of the regime issue: ``holds``
     (on >= 2 of >= 3 seeds), ``fails`` (on > 1 of them, so 2 of 3 can no longer hold), else ``open``."""
     cols = [c for col, _, _ in PREMISE for c in [col] if c in rows]
-    # a checkpoint probed twice counts once, with its latest probe (one seed, one vote)
-    rows = rows.drop_duplicates("checkpoint", keep="last") if "checkpoint" in rows else rows
+    rows = _latest(rows)  # one seed, one vote
     g = rows.groupby("config", sort=False)
     out = g.agg(seeds=("pretrain_seed", "nunique"), premise_seeds=("premise", lambda x: int(x.astype(bool).sum())),
                 **{c: (c, "mean") for c in dict.fromkeys(cols)}).reset_index()
