@@ -59,8 +59,24 @@ def execute(point: Point, own_process: bool = False) -> bool:
         write_atomic(folder / ERROR, traceback.format_exc() + error_line(e) + "\n")
         return False
     os.replace(tmp, nb_path)
-    write_atomic(folder / MARKER, json.dumps({"seconds": round(time.time() - start, 3)}) + "\n")
+    write_atomic(folder / MARKER, json.dumps({"seconds": round(time.time() - start, 3), "cpu": cpu_name()}) + "\n")
     return True
+
+
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """Where a point ran, for its ``done.json``: the CPU's model name and its vector extensions that decide speed
+    and rounding (AVX2, AVX-512, native bf16 and AMX), read from ``/proc/cpuinfo`` (no torch import here)."""
+    try:
+        with open(cpuinfo) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        import platform
+        return platform.processor() or platform.machine()
+    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown CPU")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
+    ext = [e for e, f in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX-512 BF16", "avx512_bf16"),
+                          ("AMX", "amx_bf16")) if f in flags]
+    return f"{name} ({', '.join(ext) or 'no AVX2'})"
 
 
 def _papermill(point: Point, output: Path, own_process: bool) -> None:

@@ -12,7 +12,7 @@ in its own folder::
     DIR/<point-id>/error.txt    a failed point's traceback; its last line is the error
     DIR/<point-id>/*.csv        the chapter's tidy tables: a chapter with a ``results_dir`` parameter
                                 gets this folder there and writes them with :func:`write_metrics`
-    DIR/<point-id>/done.json    the completion marker, written last
+    DIR/<point-id>/done.json    the completion marker, written last: wall seconds and the CPU it ran on
 
 **Point ids** are a readable prefix and a short hash, e.g. ``seed=0,n_samples=50-1f0c2a9e``: the prefix
 lists the point's values in the order of the parameters cell (characters other than letters, digits

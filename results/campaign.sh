@@ -4,12 +4,13 @@
 #
 #   bash results/campaign.sh                 # every step, in order
 #   bash results/campaign.sh beyond ablation # some steps, in the order given
+#   JOBS=1 bash results/campaign.sh levels & JOBS=1 bash results/campaign.sh beyond   # two steps side by side
 #
 # Steps: levels (pre-train, probe and ship N = 2..5 x 3 seeds), table1 (Table 1 / Fig. 5 per level), exploration
 # (Fig. 3), beyond (the side-by-side), ablation (Fig. 6), frontier-a2c, frontier-grpo (the other RL methods).
 # It runs a frozen copy of HEAD (a git worktree under /tmp), so editing the code meanwhile cannot change a sweep
 # half-way; sweeps/, results/, models/ and .critkl-home/ are this checkout's (symlinked). Two jobs, one torch
-# thread each: the 2-core machines of this project. Commit finished points (folders with done.json) as they land.
+# thread each: the 2-core machines of this project (JOBS sets the sweeps' --jobs, default 2). Commit finished points (folders with done.json) as they land.
 set -euo pipefail
 ROOT=$(git rev-parse --show-toplevel)
 ALL="levels table1 exploration beyond ablation frontier-a2c frontier-grpo"

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import critkl.slurm
-from critkl import cli, sweep
+from critkl import cli, points, sweep
 from critkl.fileio import file_lock
 from critkl.points import THREAD_VARS
 
@@ -48,10 +48,19 @@ def run_cli(capsys, *argv):
     return status, capsys.readouterr()
 
 
+def test_cpu_name_names_the_model_and_the_extensions_that_decide_speed_and_rounding(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16\n")
+    assert points.cpu_name(str(info)) == "Some Xeon (AVX2, AVX-512, AVX-512 BF16, AMX)"
+    info.write_text("model name\t: Old Opteron\nflags\t\t: fpu sse2\n")
+    assert points.cpu_name(str(info)) == "Old Opteron (no AVX2)"
+
+
 def check_finished_point(out: Path, params: dict, notebook_name: str) -> Path:
     folder = out / sweep.point_id(params)
     assert json.loads((folder / "point.json").read_text()) == params
-    assert json.loads((folder / "done.json").read_text())["seconds"] > 0
+    done = json.loads((folder / "done.json").read_text())
+    assert done["seconds"] > 0 and done["cpu"] == points.cpu_name() and done["cpu"]
     nb = nbformat.read(str(folder / notebook_name), as_version=4)
     nbformat.validate(nb)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
