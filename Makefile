@@ -39,7 +39,7 @@ test-unit: $(STAMP)
 	$(PYTEST) tests --ignore=tests/browser --durations=15
 
 test-nbval: $(STAMP)
-	$(PYTEST) book --nbval-lax --nbval-current-env
+	$(PYTEST) book --nbval-lax --nbval-current-env --durations=10
 
 # Chapters are executed (cached by jupyter-cache in _build/.jupyter_cache) at the default CPU scale.
 # A chapter that fails leaves its execution report in _build/html/reports: print them, then fail.

@@ -270,11 +270,17 @@ class Summary:
 
 def run_sweep(notebook, points: list[dict], out, executor: str = "local", jobs: int = 1,
               timeout_min: float = 120, slurm: dict | None = None, progress: bool = True) -> Summary:
-    """Execute ``notebook`` at every point (from :func:`plan`) not yet finished in ``out``.
+    """Execute ``notebook`` at every point (from :func:`plan`) not yet finished in ``out``. A relative
+    ``$CRITKL_HOME`` is made absolute (against this process's folder) before any point starts, so that every
+    point shares the one cache whatever folder its kernel runs in.
     ``slurm``: keyword arguments of :func:`critkl.slurm.slurm_executor` (partition, gpus_per_job,
     array_parallelism)."""
     from tqdm.auto import tqdm
     notebook, out = Path(notebook).resolve(), Path(out).resolve()
+    home = os.environ.get("CRITKL_HOME", "")
+    if home.strip() and not Path(home).expanduser().is_absolute():
+        # a point's kernel runs in its chapter's folder: a relative cache would land there, one per folder
+        os.environ["CRITKL_HOME"] = str(Path(home).expanduser().resolve())
     run = _runner(executor, out, jobs, timeout_min, slurm or {})
     cpus = os.cpu_count() or 1
     threads = {"local": max(1, cpus // jobs), "debug": cpus}.get(executor)

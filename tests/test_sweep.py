@@ -56,6 +56,23 @@ def test_cpu_name_names_the_model_and_the_extensions_that_decide_speed_and_round
     assert points.cpu_name(str(info)) == "Old Opteron (no AVX2)"
 
 
+def test_a_relative_critkl_home_is_the_one_cache_of_every_point(tmp_path, monkeypatch, capsys):
+    """Kernels run in their chapter's folder: ``CRITKL_HOME=.critkl-home critkl sweep book/x.ipynb`` must still
+    mean the cache beside the command, not one under book/ (a campaign once trained into a throw-away copy)."""
+    (tmp_path / "book").mkdir()
+    nb = tiny_notebook(tmp_path / "book" / "tiny.ipynb", """
+        import os, pathlib
+        pathlib.Path(results_dir, "metrics.csv").write_text(f"home,cwd\\n{os.environ['CRITKL_HOME']},{os.getcwd()}\\n")
+    """)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CRITKL_HOME", ".critkl-home")
+    status, io = run_cli(capsys, nb, "--grid", "seed=0", "--out", "sweep")
+    assert status == 0, io
+    row = sweep.gather(tmp_path / "sweep").iloc[0]
+    assert row["home"] == str(tmp_path / ".critkl-home")
+    assert row["cwd"] == str(tmp_path / "book")  # the kernel's own folder, where the relative path would have led
+
+
 def check_finished_point(out: Path, params: dict, notebook_name: str) -> Path:
     folder = out / sweep.point_id(params)
     assert json.loads((folder / "point.json").read_text()) == params
