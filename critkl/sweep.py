@@ -27,8 +27,9 @@ names each failed point's notebook and the last line of its error, and the exit 
 must not run in the same DIR at once (a lock file refuses a second one on the same machine).
 
 **On a laptop** (``--executor local``, the default): ``--jobs`` worker processes, each point in its own
-process, ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``CRITKL_TORCH_THREADS`` = cores // jobs for its kernel;
-a point running longer than ``--timeout-min`` is killed and counted failed::
+process, ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``CRITKL_TORCH_THREADS`` = cores // jobs for its kernel, or
+``$CRITKL_TORCH_THREADS`` when it is set (two sweeps side by side, one job and one thread each, as
+``results/campaign.sh`` runs them); a point running longer than ``--timeout-min`` is killed and counted failed::
 
     critkl sweep book/task.ipynb --grid seed=0,1,2 --grid n_samples=100,1000 --out sweeps/task --jobs 2
     critkl gather sweeps/task --out sweeps/task.csv
@@ -283,7 +284,9 @@ def run_sweep(notebook, points: list[dict], out, executor: str = "local", jobs: 
         os.environ["CRITKL_HOME"] = str(Path(home).expanduser().resolve())
     run = _runner(executor, out, jobs, timeout_min, slurm or {})
     cpus = os.cpu_count() or 1
-    threads = {"local": max(1, cpus // jobs), "debug": cpus}.get(executor)
+    asked = os.environ.get("CRITKL_TORCH_THREADS", "").strip()
+    local = int(asked) if asked.isdigit() and int(asked) > 0 else max(1, cpus // jobs)
+    threads = {"local": local, "debug": cpus}.get(executor)
     has_results = RESULTS_PARAM in notebook_parameters(notebook)
     cell_timeout_s = None if executor == "slurm" else timeout_min * 60  # SLURM's own time limit ends a point there
     every = [Point(str(notebook), str(out / point_id(p)), p, has_results, threads, cell_timeout_s) for p in points]

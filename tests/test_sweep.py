@@ -56,6 +56,21 @@ def test_cpu_name_names_the_model_and_the_extensions_that_decide_speed_and_round
     assert points.cpu_name(str(info)) == "Old Opteron (no AVX2)"
 
 
+def test_threads_per_point_follow_the_jobs_unless_critkl_torch_threads_is_set(tmp_path, monkeypatch, capsys):
+    """cores // jobs by default; an explicit CRITKL_TORCH_THREADS wins, so that two sweeps of one job each can
+    share 2 cores (a campaign once ran two 2-thread kernels on 2 cores, each at a fraction of its speed)."""
+    nb = tiny_notebook(tmp_path / "tiny.ipynb", METRICS_CELL)
+    monkeypatch.delenv("CRITKL_TORCH_THREADS", raising=False)
+    cores = max(1, os.cpu_count() or 1)
+    assert run_cli(capsys, nb, "--grid", "seed=0", "--out", tmp_path / "a")[0] == 0
+    monkeypatch.setenv("CRITKL_TORCH_THREADS", "1")
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)  # cores // jobs would be 4
+    assert run_cli(capsys, nb, "--grid", "seed=0", "--out", tmp_path / "b")[0] == 0
+    a, b = sweep.gather(tmp_path / "a").iloc[0], sweep.gather(tmp_path / "b").iloc[0]
+    assert a["threads"] == a["torch_threads"] == cores
+    assert b["threads"] == b["torch_threads"] == 1
+
+
 def test_a_relative_critkl_home_is_the_one_cache_of_every_point(tmp_path, monkeypatch, capsys):
     """Kernels run in their chapter's folder: ``CRITKL_HOME=.critkl-home critkl sweep book/x.ipynb`` must still
     mean the cache beside the command, not one under book/ (a campaign once trained into a throw-away copy)."""
@@ -249,7 +264,8 @@ def test_debug_executor_sweep_of_task_chapter(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- tiny notebooks
 
-def test_failing_point_leaves_the_others_finished(tmp_path, capsys):
+def test_failing_point_leaves_the_others_finished(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CRITKL_TORCH_THREADS", raising=False)  # threads from cores // jobs
     nb = tiny_notebook(tmp_path / "tiny.ipynb", METRICS_CELL,
                        'if seed == 1:\n    raise ValueError(f"boom at seed {seed}")')
     out = tmp_path / "sweep"
