@@ -85,13 +85,9 @@ def machine_line() -> str:
     """Where a timing was measured, for the first line of every benchmark: CPU model, torch's CPU
     capability, native bf16 or not, cores and threads, torch version (and the GPU when there is one)."""
     import os
-    import platform
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), name)
-    except OSError:
-        pass
+
+    from .points import cpu_model
+    name, _ = cpu_model()
     bf16, why = native_bf16(torch.device("cpu"))
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return (f"machine: {name}; {why} ({'native' if bf16 else 'emulated'} bf16); {os.cpu_count()} cores, "

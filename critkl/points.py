@@ -63,17 +63,24 @@ def execute(point: Point, own_process: bool = False) -> bool:
     return True
 
 
-def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """Where a point ran, for its ``done.json``: the CPU's model name and its vector extensions that decide speed
-    and rounding (AVX2, AVX-512, native bf16 and AMX), read from ``/proc/cpuinfo`` (no torch import here)."""
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, set]:
+    """The CPU's model name (``platform``'s when ``cpuinfo`` has none) and its flags, from ``/proc/cpuinfo``."""
+    import platform
+    name, flags = platform.processor() or platform.machine(), set()
     try:
         with open(cpuinfo) as f:
             lines = f.read().splitlines()
     except OSError:
-        import platform
-        return platform.processor() or platform.machine()
-    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown CPU")
+        return name, flags
+    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), name)
     flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
+    return name, flags
+
+
+def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """Where a point ran, for its ``done.json``: the CPU's model name and its vector extensions that decide speed
+    and rounding (AVX2, AVX-512, native bf16 and AMX), read from ``/proc/cpuinfo`` (no torch import here)."""
+    name, flags = cpu_model(cpuinfo)
     ext = [e for e, f in (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX-512 BF16", "avx512_bf16"),
                           ("AMX", "amx_bf16")) if f in flags]
     return f"{name} ({', '.join(ext) or 'no AVX2'})"
