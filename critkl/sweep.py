@@ -23,8 +23,10 @@ depends neither on the order of the options nor on DIR, and two points never sha
 finished points and runs the others again from an empty folder. Every file is written under a
 temporary name and renamed, so a sweep killed at any moment (even SIGKILL) leaves only unfinished
 points, never a truncated notebook or table. A failing point does not stop the others: the summary
-names each failed point's notebook and the last line of its error, and the exit status is 1. Two sweeps
-must not run in the same DIR at once (a lock file refuses a second one on the same machine).
+names each failed point's notebook and the last line of its error, and the exit status is 1. Each point is
+claimed by a lock (``DIR/.locks/<point-id>.lock``, held by the sweep that runs it): two sweeps in the same DIR
+run side by side, each running the points the other has not claimed, and a point claimed by the other is left
+to it (counted "running in another sweep"; rerun the command after it ends to have them all).
 
 **On a laptop** (``--executor local``, the default): ``--jobs`` worker processes, each point in its own
 process, ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``CRITKL_TORCH_THREADS`` = cores // jobs for its kernel, or
@@ -58,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -254,16 +257,19 @@ def _runner(executor: str, out: Path, jobs: int, timeout_min: float, slurm_kw: d
 
 @dataclasses.dataclass
 class Summary:
-    """What a sweep did: point ids finished now, skipped (finished before), failed (id -> (notebook, error))."""
+    """What a sweep did: point ids finished now, skipped (finished before), busy (claimed by another sweep
+    running in the same folder), failed (id -> (notebook, error))."""
     out: Path
     finished: list = dataclasses.field(default_factory=list)
     skipped: list = dataclasses.field(default_factory=list)
     failed: dict = dataclasses.field(default_factory=dict)
+    busy: list = dataclasses.field(default_factory=list)
 
     def __str__(self) -> str:
-        n = len(self.finished) + len(self.skipped) + len(self.failed)
+        n = len(self.finished) + len(self.skipped) + len(self.failed) + len(self.busy)
+        busy = f", {len(self.busy)} running in another sweep" if self.busy else ""
         lines = [f"critkl sweep: {n} points in {self.out}: {len(self.finished)} finished, "
-                 f"{len(self.skipped)} skipped (finished before), {len(self.failed)} failed"]
+                 f"{len(self.skipped)} skipped (finished before){busy}, {len(self.failed)} failed"]
         for notebook, error in self.failed.values():
             lines += [f"FAILED {notebook}", f"    {error}"]
         return "\n".join(lines)
@@ -292,11 +298,17 @@ def run_sweep(notebook, points: list[dict], out, executor: str = "local", jobs: 
     every = [Point(str(notebook), str(out / point_id(p)), p, has_results, threads, cell_timeout_s) for p in points]
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(out)
-    with _locked(out):
-        done_before = {p.folder for p in every if (Path(p.folder) / MARKER).exists()}
-        todo = [p for p in every if p.folder not in done_before]
-        summary.skipped = [Path(p.folder).name for p in every if p.folder in done_before]
-        with tqdm(total=len(every), initial=len(summary.skipped), desc="sweep", unit="point",
+    with contextlib.ExitStack() as claims:
+        todo = []
+        for p in every:
+            name, done = Path(p.folder).name, (Path(p.folder) / MARKER).exists
+            if not done() and not _claim(claims, out, name):
+                summary.busy.append(name)
+            elif done():  # finished before, or by another sweep that held its lock until then
+                summary.skipped.append(name)
+            else:
+                todo.append(p)
+        with tqdm(total=len(every), initial=len(every) - len(todo), desc="sweep", unit="point",
                   disable=not progress) as bar:
             for point, error in (run(todo) if todo else ()):
                 if (Path(point.folder) / MARKER).exists():
@@ -307,12 +319,14 @@ def run_sweep(notebook, points: list[dict], out, executor: str = "local", jobs: 
     return summary
 
 
-def _locked(out: Path):
-    """DIR's lock, held while the sweep runs: a second sweep in the same DIR is refused, not queued."""
+def _claim(claims: contextlib.ExitStack, out: Path, name: str) -> bool:
+    """Take the lock of point ``name`` for the rest of the sweep (``claims`` releases it), or False when another sweep
+    holds it. flock: a sweep killed in any way lets go of its points."""
     try:
-        return file_lock(out / ".lock", wait=False)
+        claims.enter_context(file_lock(out / ".locks" / f"{name}.lock", wait=False))
     except BlockingIOError:
-        raise SweepError(f"another sweep is running in {out}") from None
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------- gather

@@ -189,12 +189,20 @@ def test_slurm_off_cluster_exits_2_and_writes_nothing(tmp_path, capsys, monkeypa
     assert status == 2 and "srun" in io.err and not (tmp_path / "sweep").exists()
 
 
-def test_a_second_sweep_in_the_same_dir_exits_2(tmp_path, capsys):
+def test_points_claimed_by_another_sweep_are_left_to_it(tmp_path, capsys):
+    nb = tiny_notebook(tmp_path / "tiny.ipynb", METRICS_CELL)
     out = tmp_path / "sweep"
-    with file_lock(out / ".lock"):  # as a running sweep holds it
-        status, io = run_cli(capsys, TASK, "--grid", "seed=0", "--out", out)
-    assert status == 2 and f"another sweep is running in {out}" in io.err
-    assert [p.name for p in out.iterdir()] == [".lock"]
+    claimed = sweep.point_id({"seed": 1})
+    with file_lock(out / ".locks" / f"{claimed}.lock"):  # as a sweep running that point in the same DIR holds it
+        status, io = run_cli(capsys, nb, "--grid", "seed=0,1,2", "--out", out)
+    assert status == 0, io.err
+    assert "3 points in" in io.out and \
+        "2 finished, 0 skipped (finished before), 1 running in another sweep, 0 failed" in io.out
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
+        sorted(sweep.point_id({"seed": s}) for s in (0, 2))
+    status, io = run_cli(capsys, nb, "--grid", "seed=0,1,2", "--out", out)  # the other sweep has ended
+    assert status == 0 and "1 finished, 2 skipped (finished before), 0 failed" in io.out
+    assert (out / claimed / "done.json").exists()
 
 
 # --------------------------------------------------------------------------- book/task.ipynb 2 x 2
@@ -212,7 +220,8 @@ def task_sweep(tmp_path_factory):
 def test_local_sweep_of_task_chapter(task_sweep):
     status, out = task_sweep
     assert status == 0
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(map(sweep.point_id, TASK_POINTS))
+    assert sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != ".locks") == \
+        sorted(map(sweep.point_id, TASK_POINTS))
     for params in TASK_POINTS:
         folder = check_finished_point(out, params, "task.ipynb")
         assert sorted(p.name for p in folder.iterdir()) == ["done.json", "log.txt", "metrics.csv", "point.json",
@@ -232,7 +241,7 @@ def test_local_sweep_of_task_chapter(task_sweep):
 def test_rerun_skips_every_finished_point(task_sweep, capsys):
     status, out = task_sweep
     assert status == 0
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.parent.name != ".locks"}
     status, io = run_cli(capsys, TASK, *TASK_GRID, "--out", out, "--jobs", "2")
     assert status == 0
     assert "4 points in" in io.out and "0 finished, 4 skipped (finished before), 0 failed" in io.out
