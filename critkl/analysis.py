@@ -140,8 +140,9 @@ def run_outcomes(metrics: pd.DataFrame, run=RUN, thresholds=(0.05, 0.10), value:
     - ``start``, ``final``: ``value`` at round 0 and at the last round; ``gain`` = final - start;
     - ``auc_gain``: the mean height of the learning curve over the episodes (``auc``) minus start, so a
       method that learns faster has a larger one at the same final gain (the paper's "faster");
-    - ``comfort_change``: ``acc_comfort`` last minus first; ``critical_change``: the same for
-      ``p_critical_mean`` (the right token's probability at the tracked critical tokens);
+    - ``comfort_start``, ``comfort_final``, ``comfort_change``: ``acc_comfort`` first, last and last minus
+      first; ``critical_change``: the same change for ``p_critical_mean`` (the right token's probability at the
+      tracked critical tokens);
     - ``mean_kl``: mean over the training rounds (round >= 1) of the per-token KL to the reference;
     - for each threshold ``t`` (e.g. 0.05): ``episodes_to_5`` (NaN when never reached) and ``censored_5``.
     Runs without a KL (``kl == "none"``) get ``beta`` 0. Columns of ``run`` that the table lacks are left out
@@ -158,6 +159,8 @@ def run_outcomes(metrics: pd.DataFrame, run=RUN, thresholds=(0.05, 0.10), value:
         row["auc_gain"] = float(auc(g, value, group=()).auc.iloc[0]) - row["start"]
         for col, name in (("acc_comfort", "comfort_change"), ("p_critical_mean", "critical_change")):
             row[name] = float(last[col] - first[col]) if col in g else float("nan")
+        row["comfort_start"], row["comfort_final"] = ((float(first["acc_comfort"]), float(last["acc_comfort"]))
+                                                      if "acc_comfort" in g else (float("nan"), float("nan")))
         trained = g[g["round"] > 0] if "round" in g else g.iloc[1:]
         row["mean_kl"] = float(trained["mean_kl"].mean()) if "mean_kl" in g and len(trained) else float("nan")
         for t in thresholds:
@@ -189,6 +192,21 @@ def frontier_table(outcomes: pd.DataFrame, by=("method", "kl", "beta"), values=O
             row[f"median_episodes_{t}"] = med if np.isfinite(med) else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def collapsed(outcomes: pd.DataFrame, below: float = 0.5) -> pd.Series:
+    """Per run of ``run_outcomes``: True where RL destroyed what pre-training taught, not merely failed to add
+    to it: the comfort-zone accuracy ended below ``below`` times its start."""
+    return outcomes["comfort_final"] < below * outcomes["comfort_start"]
+
+
+def method_table(outcomes: pd.DataFrame, below: float = 0.5, values=OUTCOMES, confidence: float = 0.95) -> pd.DataFrame:
+    """``frontier_table`` per RL method and KL variant, with ``collapsed``: how many of the runs ``collapsed``
+    (comfort-zone accuracy ended below ``below`` times its start)."""
+    by = [c for c in ("method", "kl", "beta") if c in outcomes]
+    table = frontier_table(outcomes, by=by, values=values, confidence=confidence)
+    counts = outcomes.assign(collapsed=collapsed(outcomes, below)).groupby(by, sort=False)["collapsed"].sum()
+    return table.merge(counts.astype(int).reset_index(), on=by, how="left")
 
 
 def frontier_gaps(outcomes: pd.DataFrame, value: str = "gain",

@@ -80,10 +80,11 @@ def style():
 
 
 def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ax=None, x: str = "episodes",
-                         palette: dict | None = None):
+                         palette: dict | None = None, bounds: tuple | None = None):
     """``y`` against ``x`` per ``hue``: the mean over runs with its 95 % Student-t interval as a band
     (``analysis.summarize``, the intervals of the book's tables; one run draws a line without a band).
-    ``palette`` maps hue values to colours (the same variant, the same colour, across panels)."""
+    ``palette`` maps hue values to colours (the same variant, the same colour, across panels); ``bounds``
+    (low, high) clips the bands to the values ``y`` can take (an accuracy: (0, 1); few runs give wide bands)."""
     import matplotlib.pyplot as plt
     style()
     ax = ax or plt.subplots(figsize=(6, 4))[1]
@@ -91,7 +92,8 @@ def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = 
         g = g.sort_values(x)
         colour = (palette or {}).get(key)
         (line,) = ax.plot(g[x], g["mean"], marker="o", label=str(key), color=colour)
-        ax.fill_between(g[x], g["ci_low"], g["ci_high"], color=line.get_color(), alpha=0.2, lw=0)
+        low, high = (g["ci_low"], g["ci_high"]) if bounds is None else (g["ci_low"].clip(*bounds), g["ci_high"].clip(*bounds))
+        ax.fill_between(g[x], low, high, color=line.get_color(), alpha=0.2, lw=0)
     ax.set(xlabel="training episodes" if x == "episodes" else x.replace("_", " "), ylabel=y)
     ax.legend(title=hue)
     return ax
@@ -122,6 +124,32 @@ def plot_curves_by_beta(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "
     handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", label=k) for k, c in palette.items()]
     fig.legend(handles=handles, title=hue, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3.2 * rows + 0.4)))
+    return fig
+
+
+def plot_curves_grid(metrics: pd.DataFrame, rows: dict, col: str = "method", hue: str = "kl", bounds: dict | None = None):
+    """A grid of learning curves: one row per ``rows`` item ``column: label`` (e.g. ``{"acc_plus": "plus-1
+    accuracy"}``), one column per value of ``col``, each panel ``plot_learning_curves`` per ``hue`` (t-interval
+    bands, clipped to ``bounds[column]`` where given), each ``hue`` value in one colour throughout and one legend
+    for the figure. Returns the figure."""
+    import matplotlib.pyplot as plt
+    style()
+    cols = sorted(metrics[col].unique())
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    palette = {k: colours[i % len(colours)] for i, k in enumerate(sorted(metrics[hue].unique()))}
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.6 * len(cols), 3.0 * len(rows) + 0.4),
+                             sharey="row", sharex=True, squeeze=False)
+    for r, (y, label) in enumerate(rows.items()):
+        for c, value in enumerate(cols):
+            ax = axes[r, c]
+            plot_learning_curves(metrics[metrics[col] == value], y=y, hue=hue, ax=ax, palette=palette,
+                                 bounds=(bounds or {}).get(y))
+            ax.get_legend().remove()
+            ax.set(title=str(value) if r == 0 else "", ylabel=label if c == 0 else "",
+                   xlabel="training episodes" if r == len(rows) - 1 else "")
+    handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", label=k) for k, c in palette.items()]
+    fig.legend(handles=handles, title=hue, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / (3.0 * len(rows) + 0.4)))
     return fig
 
 

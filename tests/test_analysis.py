@@ -146,6 +146,27 @@ def test_run_outcomes_hand_computed():
     assert o.loc[0, "mean_kl"] == pytest.approx(0.3)  # rounds 1 and 2 only: round 0 is before training
 
 
+def test_collapse_is_the_comfort_zone_lost_not_a_failure_to_learn():
+    from critkl.analysis import collapsed, method_table, run_outcomes
+    m = pd.concat([_run("none", 0.2, 0, [0.20, 0.05, 0.0], comfort=(0.9, 0.5, 0.44)),  # 0.44 < 0.5 * 0.9
+                   _run("none", 0.2, 1, [0.20, 0.10, 0.0], comfort=(0.9, 0.6, 0.46)),  # 0.46 > 0.45: learned nothing
+                   _run("none", 0.2, 2, [0.20, 0.20, 0.20], comfort=(0.9, 0.9, 0.9)),
+                   _run("standard", 0.2, 0, [0.20, 0.20, 0.10], comfort=(0.8, 0.5, 0.41)),
+                   _run("standard", 0.2, 0, [0.20, 0.20, 0.30], method="a2c", comfort=(0.8, 0.1, 0.0))])
+    o = run_outcomes(m)
+    key = list(zip(o.method, o.kl, o.seed))
+    assert dict(zip(key, collapsed(o))) == {("a2c", "standard", 0): True, ("reinforce", "none", 0): True,
+                                            ("reinforce", "none", 1): False, ("reinforce", "none", 2): False,
+                                            ("reinforce", "standard", 0): False}
+    assert dict(zip(key, o.comfort_start))[("reinforce", "none", 0)] == 0.9
+    assert dict(zip(key, o.comfort_final))[("reinforce", "none", 1)] == 0.46
+    assert collapsed(o, below=0.1).sum() == 1  # only the a2c run ended below a tenth of its start
+    t = method_table(o).set_index(["method", "kl"])
+    assert t.loc[("reinforce", "none"), "collapsed"] == 1 and t.loc[("reinforce", "none"), "runs"] == 3
+    assert t.loc[("reinforce", "standard"), "collapsed"] == 0 and t.loc[("a2c", "standard"), "collapsed"] == 1
+    assert t.loc[("reinforce", "none"), "gain"] == pytest.approx(np.mean([-0.2, -0.2, 0.0]))
+
+
 def test_frontier_table_counts_censored_runs_and_hides_an_unobserved_median():
     from critkl.analysis import frontier_table, run_outcomes
     m = pd.concat([_run("standard", 0.2, s, a) for s, a in

@@ -216,6 +216,26 @@ def test_curves_by_beta_draw_a_panel_per_coefficient_with_runs_without_kl_in_eac
     assert lines == {"critical": pytest.approx([0.2, 0.2]), "other": pytest.approx([0.9, 0.9])}
 
 
+def test_curves_grid_draws_a_row_per_value_and_a_column_per_method():
+    rows = [dict(method=m, kl=kl, seed=s, episodes=e, acc_plus=0.1 * e / 32 + 0.01 * s, acc_comfort=0.9 - 0.1 * e / 32)
+            for m in ("reinforce", "a2c") for kl in ("none", "standard") if (m, kl) != ("a2c", "standard")
+            for s in range(2) for e in (0, 32)]
+    fig = plots.plot_curves_grid(pd.DataFrame(rows), {"acc_plus": "plus-1", "acc_comfort": "comfort"})
+    assert [ax.get_title() for ax in fig.axes] == ["a2c", "reinforce", "", ""]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["plus-1", "", "comfort", ""]
+    colour = {(i, l.get_label()): l.get_color() for i, ax in enumerate(fig.axes) for l in ax.get_lines()}
+    assert colour[(0, "none")] == colour[(1, "none")] == colour[(3, "none")] != colour[(1, "standard")]
+    assert sorted(l.get_label() for l in fig.axes[0].get_lines()) == ["none"]  # a2c has no standard runs here
+    mean_at_32 = [y for l in fig.axes[3].get_lines() if l.get_label() == "none" for y in l.get_ydata()][-1]
+    assert mean_at_32 == pytest.approx(0.8)  # reinforce / none comfort: 0.9 - 0.1, both seeds
+    spread = pd.DataFrame(rows).assign(acc_plus=lambda d: d.seed.map({0: 0.0, 1: 1.0}))  # a band wider than [0, 1]
+    fig = plots.plot_curves_grid(spread, {"acc_plus": "plus-1"}, bounds={"acc_plus": (0, 1)})
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == 0 and band.max() == 1
+    unclipped = plots.plot_curves_grid(spread, {"acc_plus": "plus-1"}).axes[0].collections[0].get_paths()[0].vertices
+    assert unclipped[:, 1].min() < 0 < 1 < unclipped[:, 1].max()
+
+
 def test_level_table_is_percent_with_t_intervals_over_seeds_by_relative_length():
     acc = pd.DataFrame(dict(level=[3] * 4, seed=[0, 1, 0, 1], digits=[3, 3, 4, 4], accuracy=[1.0, 0.9, 0.2, 0.4],
                             lengths="same"))
