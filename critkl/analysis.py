@@ -285,6 +285,24 @@ def with_variant(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics.assign(variant=metrics.apply(name, axis=1) if len(metrics) else pd.Series(dtype=str))
 
 
+# -------------------------------------------------------------------------------------------------
+# The ablation (the paper's Fig. 6, Appendix C): the prioritized weight's form, temperature and exponent
+EXPONENT_ARM = ("certainty", "ref_temperature", "alpha")
+
+
+def exponent_gaps(outcomes: pd.DataFrame, value: str = "auc_gain", pair_on=("seed", "pretrain_seed"),
+                  confidence: float = 0.95) -> pd.DataFrame:
+    """Per prioritized arm of the ablation (certainty form, reference temperature, exponent alpha): the paired gap
+    arm - standard KL of ``value`` (a ``run_outcomes`` column; runs matched on ``pair_on``) with its t-interval.
+    Columns: certainty, ref_temperature, alpha, n (pairs), mean, ci_low, ci_high, half_width."""
+    pair_on = [c for c in pair_on if c in outcomes]
+    standard = outcomes[outcomes.kl == "standard"]
+    rows = [{**key, **_ci_row(paired_differences(pd.concat([g, standard]), value, "kl", "prioritized", "standard",
+                                                 pair_on), confidence)}
+            for key, g in _groups(outcomes[outcomes.kl == "prioritized"], list(EXPONENT_ARM))]
+    return pd.DataFrame(rows, columns=[*EXPONENT_ARM, "n", "mean", "ci_low", "ci_high", "half_width"])
+
+
 def slope(x, y, confidence: float = 0.95) -> dict:
     """Least-squares slope of ``y`` on ``x`` (pairs with a NaN dropped) with its Student-t interval (df n - 2),
     and Pearson's r. E.g. per run, gain against the rise of the right-token probability at the critical

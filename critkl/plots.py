@@ -448,3 +448,39 @@ def plot_frontier(table: pd.DataFrame, x: str = "mean_kl", y: str = "gain", ax=N
             lambda v, _: f"{v:g}" if v > 0 and f"{v:.0e}"[0] in "25" else ""))
     ax.legend(title="KL")
     return ax
+
+
+def plot_exponent(gaps: pd.DataFrame, ax=None, scale: float = 100.0, ylabel: str = "gap to the standard KL (points)"):
+    """The ablation over the certainty exponent (the paper's Fig. 6 as one number per run): ``analysis.exponent_gaps``
+    rows, the paired gap to the standard KL against alpha on a log axis (alpha = 0, the standard KL by construction,
+    drawn at the axis' left end), one line per certainty form and reference temperature, 95 % t-interval bars."""
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(6.5, 4))[1]
+    positive = gaps.loc[gaps.alpha > 0, "alpha"]
+    zero_at = positive.min() / 3 if len(positive) else 1.0  # where alpha = 0 is drawn on the log axis
+    for (form, t), g in gaps.groupby(["certainty", "ref_temperature"], sort=True):
+        g = g.sort_values("alpha")
+        xs = g.alpha.where(g.alpha > 0, zero_at)
+        half = (scale * g.half_width).fillna(0)
+        ax.errorbar(xs, scale * g["mean"], yerr=half, marker="o", capsize=3, label=f"{form}, T = {t:g}")
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_xscale("log")
+    ticks = sorted({zero_at, *positive})
+    ax.set_xticks(ticks, ["0" if v == zero_at else f"{v:g}" for v in ticks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set(xlabel="certainty exponent alpha (the paper's beta; 0: the standard KL)", ylabel=ylabel)
+    ax.legend(title="certainty, reference T")
+    return ax
+
+
+def plot_exponent_curves(metrics: pd.DataFrame, y: str = "acc_plus", label: str = "plus-1 accuracy"):
+    """The paper's Fig. 6 itself: ``y`` against training episodes, one panel per certainty form and reference
+    temperature, one curve per exponent alpha (t-interval bands, ``plot_curves_grid``), the standard KL's runs
+    drawn in every panel. Needs ``kl``, ``certainty``, ``ref_temperature``, ``alpha``. Returns the figure."""
+    prioritized = metrics[metrics.kl == "prioritized"]
+    panels = (prioritized.certainty + ", T = " + prioritized.ref_temperature.map("{:g}".format)).rename("panel")
+    standard = metrics[metrics.kl == "standard"]
+    parts = [prioritized.assign(panel=panels, curve=prioritized.alpha.map(lambda a: f"alpha {a:>5g}"))]
+    parts += [standard.assign(panel=p, curve="standard") for p in sorted(panels.unique())]
+    return plot_curves_grid(pd.concat(parts, ignore_index=True), {y: label}, col="panel", hue="curve",
+                            bounds={y: (0, 1)} if y.startswith("acc_") else None)

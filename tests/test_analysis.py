@@ -255,3 +255,19 @@ def test_variant_gaps_pairs_every_variant_with_the_baseline_by_seed():
     assert oracle["mean"] == pytest.approx(0.1) and oracle["half_width"] == pytest.approx(half)
     with pytest.raises(ValueError, match="baseline 'prioritized'"):
         analysis.variant_gaps(o, "prioritized")
+
+
+def test_exponent_gaps_pair_each_prioritized_arm_with_the_standard_runs():
+    from critkl.analysis import exponent_gaps
+    rows = [dict(kl="standard", certainty="max_prob", ref_temperature=1.0, alpha=1000.0, seed=s, pretrain_seed=s % 3,
+                 auc_gain=0.01 * s) for s in range(3)]
+    rows += [dict(kl="prioritized", certainty=c, ref_temperature=t, alpha=a, seed=s, pretrain_seed=s % 3,
+                  auc_gain=0.01 * s + bump) for c, t, a, bump in (("max_prob", 1.0, 150.0, 0.05),
+                                                                   ("entropy", 4.0, 10.0, -0.02))
+             for s in range(3) if not (c == "entropy" and s == 2)]  # the entropy arm lacks seed 2: 2 pairs
+    g = exponent_gaps(pd.DataFrame(rows)).set_index("certainty")
+    assert list(g.columns) == ["ref_temperature", "alpha", "n", "mean", "ci_low", "ci_high", "half_width"]
+    assert g.loc["max_prob", "n"] == 3 and g.loc["max_prob", "mean"] == pytest.approx(0.05)
+    assert g.loc["max_prob", "half_width"] == pytest.approx(0)  # the same gap on every seed
+    assert g.loc["entropy", "n"] == 2 and g.loc["entropy", "mean"] == pytest.approx(-0.02)
+    assert g.loc["entropy", "alpha"] == 10.0 and g.loc["entropy", "ref_temperature"] == 4.0

@@ -37,6 +37,7 @@ CASES = [
     ("regime", dict(level=2)),
     ("hyperparameters", dict(rl_presets="paper cpu-reinforce", pretrain_presets="paper cpu-modsum tiny", differing=False)),
     ("rl_methods", dict(beta=1.0, collapse_below=0.3, confidence=0.9)),  # a coefficient some methods lack yet
+    ("ablation", dict(value="gain", confidence=0.9)),
     ("frontier", dict(method="grpo")),  # a method the committed sweep may lack: says so, draws nothing
     ("frontier", dict(value="auc_gain", confidence=0.9)),
     ("mechanism", dict(method="a2c")),

@@ -264,3 +264,27 @@ def test_duration_never_reads_zero_minutes():
 def test_gap_tally_counts_signs_only_where_the_interval_excludes_zero():
     g = pd.DataFrame(dict(a="prioritized", ci_low=[0.01, -0.02, -0.05], ci_high=[0.05, 0.03, -0.01]))
     assert plots.gap_tally(g) == "prioritized higher at 1, lower at 1, no difference detected at 1 of 3 coefficients"
+
+
+def test_plot_exponent_draws_alpha_zero_left_of_the_others_one_line_per_form_and_temperature():
+    gaps = pd.DataFrame(dict(certainty=["max_prob"] * 3 + ["entropy"], ref_temperature=[1.0, 1.0, 1.0, 4.0],
+                             alpha=[0.0, 10.0, 1000.0, 150.0], mean=[0.0, 0.02, -0.01, 0.03],
+                             half_width=[0.01, 0.02, float("nan"), 0.01]))
+    ax = plots.plot_exponent(gaps, ax=plt.figure().gca())
+    lines = {c.get_label(): c.lines[0] for c in ax.containers}  # an errorbar's data line
+    assert sorted(lines) == ["entropy, T = 4", "max_prob, T = 1"]
+    xs = list(lines["max_prob, T = 1"].get_xdata())
+    assert xs[0] < 10 and xs[1:] == [10, 1000]
+    assert list(lines["max_prob, T = 1"].get_ydata()) == pytest.approx([0.0, 2.0, -1.0])  # points
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "10", "150", "1000"]
+
+
+def test_plot_exponent_curves_draw_the_standard_runs_in_every_panel():
+    rows = [dict(kl=kl, certainty=c, ref_temperature=t, alpha=a, seed=s, episodes=e, acc_plus=0.1 + 0.01 * e / 32)
+            for kl, c, t, a in (("standard", "max_prob", 1.0, 1000.0), ("prioritized", "max_prob", 1.0, 10.0),
+                                ("prioritized", "max_prob", 1.0, 500.0), ("prioritized", "entropy", 4.0, 10.0))
+            for s in range(2) for e in (0, 32)]
+    fig = plots.plot_exponent_curves(pd.DataFrame(rows))
+    assert [ax.get_title() for ax in fig.axes] == ["entropy, T = 4", "max_prob, T = 1"]
+    labels = [sorted(l.get_label() for l in ax.get_lines()) for ax in fig.axes]
+    assert labels == [["alpha    10", "standard"], ["alpha    10", "alpha   500", "standard"]]
