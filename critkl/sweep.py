@@ -187,7 +187,7 @@ def point_id(params: dict) -> str:
 
 # ------------------------------------------------------------------------------------- executors
 
-def _run_submitit(executor, points: list[Point]):
+def _run_submitit(executor, points: list[Point], locks: dict | None = None):
     """Yield (point, error or None) as the jobs of ``executor.map_array`` complete (the debug executor)."""
     import submitit
     jobs = executor.map_array(execute, points)
@@ -196,7 +196,7 @@ def _run_submitit(executor, points: list[Point]):
         yield point_of[id(job)], slurm.job_error(job)
 
 
-def _run_slurm(executor, points: list[Point]):
+def _run_slurm(executor, points: list[Point], locks: dict | None = None):
     """:func:`critkl.slurm.run`, its refusal (squeue cannot answer) as a :class:`SweepError`."""
     try:
         yield from slurm.run(executor, points)
@@ -214,15 +214,19 @@ _WORKER = ("import json, sys, types\n"
            "execute(Point(**json.loads(sys.argv[2])), own_process=True)\n")
 
 
-def _run_local(points: list[Point], jobs: int, timeout_min: float):
+def _run_local(points: list[Point], locks: dict | None = None, *, jobs: int, timeout_min: float):
     """Yield (point, error or None) as they complete: at most ``jobs`` worker processes at once, one per
-    point, each killed after ``timeout_min`` (its kernel then exits by itself: it watches its parent)."""
+    point, each killed after ``timeout_min`` (its kernel then exits by itself: it watches its parent).
+    ``locks``: folder -> the point's open lock file; its worker inherits it, so the point stays claimed while
+    the worker runs even if this sweep is killed first."""
     waiting, running = list(points), {}
     while waiting or running:
         while waiting and len(running) < jobs:
             point = waiting.pop(0)
             argv = [sys.executable, "-c", _WORKER, str(Path(__file__).parent), json.dumps(dataclasses.asdict(point))]
-            running[subprocess.Popen(argv, stdin=subprocess.DEVNULL)] = (point, time.monotonic() + timeout_min * 60)
+            held = (locks[point.folder].fileno(),) if locks and point.folder in locks else ()
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, pass_fds=held)
+            running[proc] = (point, time.monotonic() + timeout_min * 60)
         for proc, (point, deadline) in list(running.items()):
             if proc.poll() is None and time.monotonic() < deadline:
                 continue
@@ -299,18 +303,19 @@ def run_sweep(notebook, points: list[dict], out, executor: str = "local", jobs: 
     out.mkdir(parents=True, exist_ok=True)
     summary = Summary(out)
     with contextlib.ExitStack() as claims:
-        todo = []
+        todo, locks = [], {}
         for p in every:
             name, done = Path(p.folder).name, (Path(p.folder) / MARKER).exists
-            if not done() and not _claim(claims, out, name):
+            if not done() and not (lock := _claim(claims, out, name)):
                 summary.busy.append(name)
             elif done():  # finished before, or by another sweep that held its lock until then
                 summary.skipped.append(name)
             else:
                 todo.append(p)
+                locks[p.folder] = lock
         with tqdm(total=len(every), initial=len(every) - len(todo), desc="sweep", unit="point",
                   disable=not progress) as bar:
-            for point, error in (run(todo) if todo else ()):
+            for point, error in (run(todo, locks) if todo else ()):
                 if (Path(point.folder) / MARKER).exists():
                     summary.finished.append(Path(point.folder).name)
                 else:
@@ -319,14 +324,14 @@ def run_sweep(notebook, points: list[dict], out, executor: str = "local", jobs: 
     return summary
 
 
-def _claim(claims: contextlib.ExitStack, out: Path, name: str) -> bool:
-    """Take the lock of point ``name`` for the rest of the sweep (``claims`` releases it), or False when another sweep
-    holds it. flock: a sweep killed in any way lets go of its points."""
+def _claim(claims: contextlib.ExitStack, out: Path, name: str):
+    """The lock of point ``name``, taken for the rest of the sweep (``claims`` releases it), or None when another
+    sweep holds it. flock: a sweep killed in any way lets go of its points (a local worker it started keeps its
+    point's until it ends)."""
     try:
-        claims.enter_context(file_lock(out / ".locks" / f"{name}.lock", wait=False))
+        return claims.enter_context(file_lock(out / ".locks" / f"{name}.lock", wait=False))
     except BlockingIOError:
-        return False
-    return True
+        return None
 
 
 # ---------------------------------------------------------------------------------------- gather

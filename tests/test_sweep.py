@@ -205,6 +205,21 @@ def test_points_claimed_by_another_sweep_are_left_to_it(tmp_path, capsys):
     assert (out / claimed / "done.json").exists()
 
 
+def test_a_local_worker_inherits_its_points_lock(tmp_path, capsys, monkeypatch):
+    """The worker holds its point's lock too, so a sweep killed first cannot hand a running point to another."""
+    nb = tiny_notebook(tmp_path / "tiny.ipynb", METRICS_CELL)
+    out = tmp_path / "sweep"
+    real, seen = sweep.subprocess.Popen, []
+
+    def popen(argv, **kw):
+        seen.append([os.readlink(f"/proc/self/fd/{fd}") for fd in kw.get("pass_fds", ())])
+        return real(argv, **kw)
+    monkeypatch.setattr(sweep.subprocess, "Popen", popen)
+    status, io = run_cli(capsys, nb, "--grid", "seed=0,1", "--out", out)
+    assert status == 0, io.err
+    assert sorted(seen) == sorted([[str(out / ".locks" / f"{sweep.point_id({'seed': s})}.lock")] for s in (0, 1)])
+
+
 # --------------------------------------------------------------------------- book/task.ipynb 2 x 2
 
 @pytest.fixture(scope="module")
