@@ -110,3 +110,34 @@ def test_papermill_reads_every_parameter_the_sweep_reads(chapter):
 def _has_parameters(notebook: Path) -> bool:
     import json
     return any("parameters" in c["metadata"].get("tags", []) for c in json.loads(notebook.read_text())["cells"])
+
+
+def _glued(notebook: Path) -> set:
+    import json
+    return {o.get("metadata", {}).get("scrapbook", {}).get("name") for c in json.loads(notebook.read_text())["cells"]
+            for o in c.get("outputs", [])} - {None}
+
+
+def _glue_refs(text: str) -> list:
+    import re
+    return re.findall(r"\{glue(?::[a-z]+)?\}`([^`]+)`", text)
+
+
+@pytest.mark.parametrize("chapter", sorted(p.stem for p in BOOK.glob("*.ipynb")))
+def test_every_glue_reference_is_glued_in_the_committed_outputs(chapter):
+    """A {glue:text}`key` whose key a chapter does not glue (e.g. only for the methods its table happens to hold)
+    is a warning, so `jupyter-book build -W` (make book, make test) fails: every referenced key must be glued."""
+    import json
+    notebook = BOOK / f"{chapter}.ipynb"
+    text = "".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "markdown")
+    missing = sorted({k for k in _glue_refs(text) if "::" not in k} - _glued(notebook))
+    assert not missing, f"{chapter} references glue keys it does not glue: {missing}"
+
+
+def test_the_intro_glues_only_keys_its_chapters_glue():
+    refs = _glue_refs((BOOK / "intro.md").read_text())
+    assert refs, "the intro's status table reads glued numbers"
+    for ref in refs:
+        path, _, key = ref.partition("::")
+        key = key.split(":")[0]
+        assert key in _glued(BOOK / path), f"intro.md: {path} does not glue {key}"
