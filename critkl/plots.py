@@ -1,5 +1,9 @@
 """Figures, HTML views and markdown tables for the book: plots (intervals from ``critkl.analysis``), per-character coloured scratchpads
-(the paper's Figs. 1 and 5) and result tables over seeds."""
+(the paper's Figs. 1 and 5) and result tables over seeds.
+
+One concept, how a result is shown to the reader (no statistic is computed here: ``critkl.analysis`` does that), so
+one module: every chapter imports its figures and the text of its intervals and verdicts from here. Its figures
+and texts share a unit rule (fractions drawn and written as percent, differences as points) and a style."""
 from __future__ import annotations
 
 import html
