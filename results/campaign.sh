@@ -10,7 +10,8 @@
 # (Fig. 3), beyond (the side-by-side), ablation (Fig. 6), frontier-a2c, frontier-grpo (the other RL methods).
 # It runs a frozen copy of HEAD (a git worktree under /tmp), so editing the code meanwhile cannot change a sweep
 # half-way; sweeps/, results/, models/ and .critkl-home/ are this checkout's (symlinked). Two jobs, one torch
-# thread each: the 2-core machines of this project (JOBS sets the sweeps' --jobs, default 2). Commit finished points (folders with done.json) as they land.
+# thread each: the 2-core machines of this project (JOBS sets the sweeps' --jobs, default 2; CRITKL_TORCH_THREADS each
+# point's threads, default 1: a pre-training alone on the machine, `JOBS=1 CRITKL_TORCH_THREADS=2 bash results/campaign.sh levels`). Commit finished points (folders with done.json) as they land.
 set -euo pipefail
 ROOT=$(git rev-parse --show-toplevel)
 ALL="levels table1 exploration beyond ablation frontier-a2c frontier-grpo"
@@ -24,7 +25,7 @@ trap 'git -C "$ROOT" worktree remove --force "$FROZEN" >/dev/null 2>&1 || true' 
 mkdir -p "$ROOT/sweeps" "$ROOT/.critkl-home"
 for d in sweeps results models .critkl-home; do rm -rf "${FROZEN:?}/$d"; ln -s "$ROOT/$d" "$FROZEN/$d"; done
 cd "$FROZEN"
-export CRITKL_TORCH_THREADS=1 PYTHONPATH="$FROZEN" PATH="$ROOT/.venv/bin:$PATH"
+export CRITKL_TORCH_THREADS=${CRITKL_TORCH_THREADS:-1} PYTHONPATH="$FROZEN" PATH="$ROOT/.venv/bin:$PATH"
 for step in $STEPS; do
   echo "campaign: $step ($(date -u +%FT%TZ), frozen at $(git rev-parse --short HEAD))"
   case $step in
