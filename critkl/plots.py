@@ -103,6 +103,19 @@ def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = 
     return ax
 
 
+def _palette(values) -> dict:
+    """One colour per value (sorted), from the style's cycle: the same variant in the same colour in every panel."""
+    import matplotlib.pyplot as plt
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {k: colours[i % len(colours)] for i, k in enumerate(sorted(pd.unique(values)))}
+
+
+def _figure_legend(fig, palette: dict, title: str) -> None:
+    """One legend for a figure of panels, above them, from a ``_palette``."""
+    handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", label=k) for k, c in palette.items()]
+    fig.legend(handles=handles, title=title, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0))
+
+
 def plot_curves_by_beta(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ylabel: str | None = None,
                         ncols: int = 4):
     """One panel per KL coefficient (``ncols`` to a row): ``y`` against episodes per ``hue`` with t-interval
@@ -112,8 +125,7 @@ def plot_curves_by_beta(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "
     style()
     none = metrics["kl"] == "none"
     betas = sorted(metrics.loc[~none, "beta"].unique())
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    palette = {k: colours[i % len(colours)] for i, k in enumerate(sorted(metrics[hue].unique()))}
+    palette = _palette(metrics[hue])
     n = max(1, len(betas))
     cols = min(n, ncols)
     rows = -(-n // cols)
@@ -125,8 +137,7 @@ def plot_curves_by_beta(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "
         ax.get_legend().remove()
     for ax in flat[len(betas):]:
         fig.delaxes(ax)
-    handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", label=k) for k, c in palette.items()]
-    fig.legend(handles=handles, title=hue, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0))
+    _figure_legend(fig, palette, hue)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3.2 * rows + 0.4)))
     return fig
 
@@ -139,8 +150,7 @@ def plot_curves_grid(metrics: pd.DataFrame, rows: dict, col: str = "method", hue
     import matplotlib.pyplot as plt
     style()
     cols = sorted(metrics[col].unique())
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    palette = {k: colours[i % len(colours)] for i, k in enumerate(sorted(metrics[hue].unique()))}
+    palette = _palette(metrics[hue])
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.6 * len(cols), 3.0 * len(rows) + 0.4),
                              sharey="row", sharex=True, squeeze=False)
     for r, (y, label) in enumerate(rows.items()):
@@ -151,8 +161,7 @@ def plot_curves_grid(metrics: pd.DataFrame, rows: dict, col: str = "method", hue
             ax.get_legend().remove()
             ax.set(title=str(value) if r == 0 else "", ylabel=label if c == 0 else "",
                    xlabel="training episodes" if r == len(rows) - 1 else "")
-    handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", label=k) for k, c in palette.items()]
-    fig.legend(handles=handles, title=hue, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0))
+    _figure_legend(fig, palette, hue)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / (3.0 * len(rows) + 0.4)))
     return fig
 
