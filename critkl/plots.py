@@ -21,10 +21,12 @@ CRITICAL_STYLE = "outline:2px solid #222;font-weight:bold;"
 
 
 def _colour(v: float) -> str:
-    """Red (0) -> yellow (0.5) -> green (1), as the paper's Figure 5."""
+    """The CSS of one character coloured by ``v`` in [0, 1]: red (0) -> yellow (0.5) -> green (1), as the paper's
+    Figure 5, with white text on the darkest ends (relative luminance below 0.4), where black text reads poorly."""
     v = 0.0 if not np.isfinite(v) else float(min(max(v, 0.0), 1.0))
     r, g, b, _ = matplotlib.colormaps["RdYlGn"](v)
-    return f"rgb({int(r * 255)},{int(g * 255)},{int(b * 255)})"
+    text = "color:#fff;" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.4 else ""
+    return f"background:rgb({int(r * 255)},{int(g * 255)},{int(b * 255)});{text}"
 
 
 def render_html(text: str, values=None, critical=(), title: str = "") -> str:
@@ -40,7 +42,7 @@ def render_html(text: str, values=None, critical=(), title: str = "") -> str:
             continue
         style = ""
         if values is not None and values[i] is not None and np.isfinite(values[i]):
-            style += f"background:{_colour(values[i])};"
+            style += _colour(values[i])
         if i in critical:
             style += CRITICAL_STYLE
         esc = "&nbsp;" if ch == " " else html.escape(ch)

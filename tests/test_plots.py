@@ -47,6 +47,14 @@ def test_render_html_escapes():
     assert "&lt;b&gt;" in plots.render_html("x", title="<b>")
 
 
+def test_render_html_text_stays_readable_on_the_dark_ends():
+    html = plots.render_html("abc", [0.0, 0.5, 1.0])
+    spans = html.split("<span")[1:]
+    assert "color:#fff" in spans[0] and "color:#fff" in spans[2]  # dark red, dark green: white text
+    assert "color:#fff" not in spans[1]  # yellow: the default dark text
+    assert all(s.count("background:") == 1 for s in spans)
+
+
 def test_markdown_tables_hand_computed():
     rows = []
     # 2 seeds; at 32 episodes prioritized 0.5 / 0.4, standard 0.3 / 0.3: gap 0.2, 0.1 -> mean +15.0 points;
