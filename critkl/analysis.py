@@ -143,6 +143,8 @@ def run_outcomes(metrics: pd.DataFrame, run=RUN, thresholds=(0.05, 0.10), value:
     - ``comfort_start``, ``comfort_final``, ``comfort_change``: ``acc_comfort`` first, last and last minus
       first; ``critical_change``: the same change for ``p_critical_mean`` (the right token's probability at the
       tracked critical tokens);
+    - ``early_gain``, ``late_gain``: the gain over the first and over the second half of training (``value`` at
+      the middle evaluation minus start; final minus that): a curve that plateaus gains early and not late;
     - ``mean_kl``: mean over the training rounds (round >= 1) of the per-token KL to the reference;
     - for each threshold ``t`` (e.g. 0.05): ``episodes_to_5`` (NaN when never reached) and ``censored_5``.
     Runs without a KL (``kl == "none"``) get ``beta`` 0. Columns of ``run`` that the table lacks are left out
@@ -157,6 +159,8 @@ def run_outcomes(metrics: pd.DataFrame, run=RUN, thresholds=(0.05, 0.10), value:
         row = {**key, "start": float(first[value]), "final": float(last[value]),
                "gain": float(last[value] - first[value]), "episodes": float(last["episodes"])}
         row["auc_gain"] = float(auc(g, value, group=()).auc.iloc[0]) - row["start"]
+        middle = float(g.iloc[len(g) // 2][value])  # 11 evaluations (rounds 0..10): round 5
+        row["early_gain"], row["late_gain"] = middle - row["start"], row["final"] - middle
         for col, name in (("acc_comfort", "comfort_change"), ("p_critical_mean", "critical_change")):
             row[name] = float(last[col] - first[col]) if col in g else float("nan")
         row["comfort_start"], row["comfort_final"] = ((float(first["acc_comfort"]), float(last["acc_comfort"]))

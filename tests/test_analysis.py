@@ -144,6 +144,13 @@ def test_run_outcomes_hand_computed():
     assert np.isnan(o.loc[1, "episodes_to_10"]) and o.loc[1, "censored_10"] and o.loc[1, "episodes_to_5"] == 64
     assert o.loc[0, "comfort_change"] == pytest.approx(-0.1) and o.loc[0, "critical_change"] == pytest.approx(0.4)
     assert o.loc[0, "mean_kl"] == pytest.approx(0.3)  # rounds 1 and 2 only: round 0 is before training
+    # halves around the middle evaluation (round 1 of 0..2): 0.25 - 0.20, then 0.35 - 0.25
+    assert o.loc[0, "early_gain"] == pytest.approx(0.05) and o.loc[0, "late_gain"] == pytest.approx(0.10)
+    # a plateau: all of the gain in the first half (middle of 5 evaluations: round 2)
+    flat = run_outcomes(pd.DataFrame(dict(kl="standard", beta=0.2, seed=0, round=range(5), episodes=range(0, 160, 32),
+                                          acc_plus=[0.1, 0.2, 0.3, 0.3, 0.3], acc_comfort=0.9))).iloc[0]
+    assert flat.early_gain == pytest.approx(0.2) and flat.late_gain == pytest.approx(0.0)
+    assert flat.early_gain + flat.late_gain == pytest.approx(flat.gain)
 
 
 def test_collapse_is_the_comfort_zone_lost_not_a_failure_to_learn():
