@@ -7,7 +7,7 @@
 same examples (``critkl.pretrain.batch_pool``: the padded path takes a pool's batches in draw order, the
 bucketed one the same examples sorted by length), alternating one step of each so that both see the same
 machine load. It prints useful (non-padding) tokens per second, the share of padding, and the model-FLOP
-utilization (MFU) of each against this CPU's bf16 matmul limit at the model's shapes
+utilization (MFU) of each against this CPU's matmul limit, at the model's shapes, of the precision it runs in
 (``benchmarks/cpu_limit.py``); its last line is ``speedup: <x>x`` (useful tokens/s, new over old).
 """
 from __future__ import annotations
@@ -87,9 +87,9 @@ def compare(args) -> None:
     for name, p in paths.items():
         tps[name] = p.useful / p.seconds
         gflops = p.flops / p.seconds / 1e9
+        own = lim_bf16 if p.cfg.precision == "bf16" else lim_fp32  # the limit of the precision this path runs in
         print(f"{name}: {tps[name]:,.0f} useful tokens/s, padding {1 - p.useful / p.total:.0%} of tokens, "
-              f"{gflops:.1f} model GFLOP/s = MFU {gflops / lim_bf16:.0%} of the bf16 limit "
-              f"({gflops / lim_fp32:.0%} of fp32's); mean loss of the last {min(8, len(p.losses))} steps {sum(p.losses[-8:]) / len(p.losses[-8:]):.3f}")
+              f"{gflops:.1f} model GFLOP/s = MFU {gflops / own:.0%} of the {p.cfg.precision} limit; mean loss of the last {min(8, len(p.losses))} steps {sum(p.losses[-8:]) / len(p.losses[-8:]):.3f}")
     old, new = tps.values()
     print(f"speedup: {new / old:.2f}x")
 
