@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.lines
 import matplotlib.ticker
 import numpy as np
@@ -112,10 +113,13 @@ def _palette(values) -> dict:
     return {k: colours[i % len(colours)] for i, k in enumerate(sorted(pd.unique(values)))}
 
 
-def _figure_legend(fig, palette: dict, title: str) -> None:
-    """One legend for a figure of panels, above them, from a ``_palette``."""
+def _figure_legend(fig, palette: dict, title: str) -> float:
+    """One legend for a figure of panels, above them, from a ``_palette``, in as many rows as the figure's width
+    needs (about 1.6 inch an entry); returns the inches it takes at the top."""
     handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", label=k) for k, c in palette.items()]
-    fig.legend(handles=handles, title=title, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 1.0))
+    ncol = max(1, min(len(handles), int(fig.get_figwidth() // 1.6)))
+    fig.legend(handles=handles, title=title, loc="upper center", ncol=ncol, bbox_to_anchor=(0.5, 1.0))
+    return 0.35 + 0.25 * -(-len(handles) // ncol)
 
 
 def plot_curves_by_beta(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ylabel: str | None = None,
@@ -139,32 +143,39 @@ def plot_curves_by_beta(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "
         ax.get_legend().remove()
     for ax in flat[len(betas):]:
         fig.delaxes(ax)
-    _figure_legend(fig, palette, hue)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3.2 * rows + 0.4)))
+    top = _figure_legend(fig, palette, hue)
+    fig.tight_layout(rect=(0, 0, 1, 1 - top / fig.get_figheight()))
     return fig
 
 
-def plot_curves_grid(metrics: pd.DataFrame, rows: dict, col: str = "method", hue: str = "kl", bounds: dict | None = None):
+def plot_curves_grid(metrics: pd.DataFrame, rows: dict, col: str = "method", hue: str = "kl", bounds: dict | None = None,
+                     palette: dict | None = None, wrap: int | None = None):
     """A grid of learning curves: one row per ``rows`` item ``column: label`` (e.g. ``{"acc_plus": "plus-1
     accuracy"}``), one column per value of ``col``, each panel ``plot_learning_curves`` per ``hue`` (t-interval
-    bands, clipped to ``bounds[column]`` where given), each ``hue`` value in one colour throughout and one legend
-    for the figure. Returns the figure."""
+    bands, clipped to ``bounds[column]`` where given), each ``hue`` value in one colour throughout (``palette``,
+    hue value -> colour; the style's cycle by default) and one legend for the figure. With one row, ``wrap``
+    puts at most that many panels to a row (a 2 x 2 grid instead of 1 x 4). Returns the figure."""
     import matplotlib.pyplot as plt
     style()
     cols = sorted(metrics[col].unique())
-    palette = _palette(metrics[hue])
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.6 * len(cols), 3.0 * len(rows) + 0.4),
-                             sharey="row", sharex=True, squeeze=False)
-    for r, (y, label) in enumerate(rows.items()):
-        for c, value in enumerate(cols):
-            ax = axes[r, c]
-            plot_learning_curves(metrics[metrics[col] == value], y=y, hue=hue, ax=ax, palette=palette,
-                                 bounds=(bounds or {}).get(y))
-            ax.get_legend().remove()
-            ax.set(title=str(value) if r == 0 else "", ylabel=label if c == 0 else "",
-                   xlabel="training episodes" if r == len(rows) - 1 else "")
-    _figure_legend(fig, palette, hue)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / (3.0 * len(rows) + 0.4)))
+    palette = palette or _palette(metrics[hue])
+    per_row = min(wrap, len(cols)) if wrap and len(rows) == 1 else len(cols)
+    panels = [(y, label, value) for y, label in rows.items() for value in cols]  # row-major, one ``rows`` item a row
+    n_rows = -(-len(panels) // per_row)
+    fig, axes = plt.subplots(n_rows, per_row, figsize=(3.6 * per_row, 3.0 * n_rows + 0.4),
+                             sharey="row" if len(rows) > 1 else True, sharex=True, squeeze=False)
+    for i, (y, label, value) in enumerate(panels):
+        r, c = divmod(i, per_row)
+        ax = axes[r, c]
+        plot_learning_curves(metrics[metrics[col] == value], y=y, hue=hue, ax=ax, palette=palette,
+                             bounds=(bounds or {}).get(y))
+        ax.get_legend().remove()
+        ax.set(title=str(value) if r == 0 or len(rows) == 1 else "", ylabel=label if c == 0 else "",
+               xlabel="training episodes" if r == n_rows - 1 else "")
+    for ax in axes.ravel()[len(panels):]:
+        fig.delaxes(ax)
+    top = _figure_legend(fig, palette, hue)
+    fig.tight_layout(rect=(0, 0, 1, 1 - top / fig.get_figheight()))
     return fig
 
 
@@ -262,13 +273,14 @@ def gap_verdict(gap: pd.Series, unit: str = "points", scale: float = 100.0) -> s
     return f"{interval(gap['mean'], gap['ci_low'], gap['ci_high'], scale)} {unit}, {int(gap['n'])} pairs: {words}"
 
 
-def gap_tally(gaps: pd.DataFrame) -> str:
-    """Paired gaps ``a - b`` over several coefficients (rows of ``analysis.frontier_gaps`` for one pair) in words:
-    at how many ``a`` is higher, lower, or not detectably different (the 95 % interval contains 0)."""
-    a = gaps["a"].iloc[0] if len(gaps) else "a"
+def gap_tally(gaps: pd.DataFrame, what: str = "coefficients") -> str:
+    """Paired gaps ``a - b`` over several coefficients (rows of ``analysis.frontier_gaps`` for one pair; ``what``
+    names the rows) in words: at how many ``a`` is higher, lower, or not detectably different (the 95 % interval
+    contains 0)."""
+    a = gaps["a"].iloc[0] if len(gaps) and "a" in gaps else "a"
     higher, lower = int((gaps["ci_low"] > 0).sum()), int((gaps["ci_high"] < 0).sum())
     return (f"{a} higher at {higher}, lower at {lower}, no difference detected at {len(gaps) - higher - lower} "
-            f"of {len(gaps)} coefficients")
+            f"of {len(gaps)} {what}")
 
 
 def level_table(acc: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
@@ -483,8 +495,9 @@ def plot_exponent(gaps: pd.DataFrame, ax=None, scale: float = 100.0, ylabel: str
     ticks = sorted({zero_at, *positive})
     ax.set_xticks(ticks, ["0" if v == zero_at else f"{v:g}" for v in ticks])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.tick_params(axis="x", labelrotation=45)  # 500 and 1000 sit close on the log axis
     ax.set(xlabel="certainty exponent alpha (the paper's beta; 0: the standard KL)", ylabel=ylabel)
-    ax.legend(title="certainty, reference T")
+    ax.legend(title="certainty, reference T", loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)  # below: off the bars
     return ax
 
 
@@ -497,5 +510,9 @@ def plot_exponent_curves(metrics: pd.DataFrame, y: str = "acc_plus", label: str 
     standard = metrics[metrics.kl == "standard"]
     parts = [prioritized.assign(panel=panels, curve=prioritized.alpha.map(lambda a: f"alpha {a:>5g}"))]
     parts += [standard.assign(panel=p, curve="standard") for p in sorted(panels.unique())]
-    return plot_curves_grid(pd.concat(parts, ignore_index=True), {y: label}, col="panel", hue="curve",
+    curves = pd.concat(parts, ignore_index=True)
+    alphas = sorted(prioritized.alpha.unique())  # a sequential palette: alpha's order reads from the colour
+    shades = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(alphas))) if alphas else []
+    palette = {f"alpha {a:>5g}": matplotlib.colors.to_hex(c) for a, c in zip(alphas, shades)} | {"standard": "#d62728"}
+    return plot_curves_grid(curves, {y: label}, col="panel", hue="curve", palette=palette, wrap=2,
                             bounds={y: (0, 1)} if y.startswith("acc_") else None)

@@ -296,3 +296,25 @@ def test_plot_exponent_curves_draw_the_standard_runs_in_every_panel():
     assert [ax.get_title() for ax in fig.axes] == ["entropy, T = 4", "max_prob, T = 1"]
     labels = [sorted(l.get_label() for l in ax.get_lines()) for ax in fig.axes]
     assert labels == [["alpha    10", "standard"], ["alpha    10", "alpha   500", "standard"]]
+
+
+def test_curves_grid_wraps_one_row_of_panels_and_keeps_the_given_colours():
+    rows = [dict(panel=p, curve=c, seed=s, episodes=e, acc_plus=0.1 + 0.01 * e / 32)
+            for p in "abcde" for c in ("x", "y") for s in range(2) for e in (0, 32)]
+    palette = {"x": "#000000", "y": "#ff0000"}
+    fig = plots.plot_curves_grid(pd.DataFrame(rows), {"acc_plus": "plus-1"}, col="panel", hue="curve",
+                                 palette=palette, wrap=2)
+    assert [ax.get_title() for ax in fig.axes] == list("abcde")  # 3 rows of 2, the sixth slot removed
+    assert [ax.get_subplotspec().rowspan.start for ax in fig.axes] == [0, 0, 1, 1, 2]
+    assert {l.get_label(): l.get_color() for l in fig.axes[4].get_lines()} == palette
+
+
+def test_plot_exponent_curves_colour_alpha_in_order_on_a_sequential_scale():
+    rows = [dict(kl=kl, certainty="max_prob", ref_temperature=1.0, alpha=a, seed=s, episodes=e, acc_plus=0.1)
+            for kl, a in (("standard", 0.0), ("prioritized", 10.0), ("prioritized", 150.0), ("prioritized", 1000.0))
+            for s in range(2) for e in (0, 32)]
+    fig = plots.plot_exponent_curves(pd.DataFrame(rows))
+    colour = {l.get_label(): l.get_color() for l in fig.axes[0].get_lines()}
+    viridis = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, 3))
+    assert [colour[f"alpha {a:>5g}"] for a in (10, 150, 1000)] == [matplotlib.colors.to_hex(c) for c in viridis]
+    assert colour["standard"] not in [colour[f"alpha {a:>5g}"] for a in (10, 150, 1000)]
