@@ -86,6 +86,10 @@ def style():
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
 
 
+LABELS = {"acc_plus": "plus-k accuracy", "acc_comfort": "comfort-zone accuracy", "mean_kl": "mean KL to the reference",
+          "p_critical_mean": "P(right token) at critical tokens"}  # axis labels of metrics.csv columns
+
+
 def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ax=None, x: str = "episodes",
                          palette: dict | None = None, bounds: tuple | None = None):
     """``y`` against ``x`` per ``hue``: the mean over runs with its 95 % Student-t interval as a band
@@ -101,7 +105,7 @@ def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = 
         (line,) = ax.plot(g[x], g["mean"], marker="o", label=str(key), color=colour)
         low, high = (g["ci_low"], g["ci_high"]) if bounds is None else (g["ci_low"].clip(*bounds), g["ci_high"].clip(*bounds))
         ax.fill_between(g[x], low, high, color=line.get_color(), alpha=0.2, lw=0)
-    ax.set(xlabel="training episodes" if x == "episodes" else x.replace("_", " "), ylabel=y)
+    ax.set(xlabel="training episodes" if x == "episodes" else x.replace("_", " "), ylabel=LABELS.get(y, y.replace("_", " ")))
     ax.legend(title=hue)
     return ax
 
@@ -139,7 +143,7 @@ def plot_curves_by_beta(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "
     flat = axes.ravel()
     for ax, b in zip(flat, betas):
         plot_learning_curves(metrics[(metrics["beta"] == b) | none], y=y, hue=hue, ax=ax, palette=palette)
-        ax.set(title=f"beta = {b:g}", ylabel=ylabel or y)
+        ax.set(title=f"beta = {b:g}", ylabel=ylabel or LABELS.get(y, y.replace("_", " ")))
         ax.get_legend().remove()
     for ax in flat[len(betas):]:
         fig.delaxes(ax)

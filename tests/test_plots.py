@@ -318,3 +318,10 @@ def test_plot_exponent_curves_colour_alpha_in_order_on_a_sequential_scale():
     viridis = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, 3))
     assert [colour[f"alpha {a:>5g}"] for a in (10, 150, 1000)] == [matplotlib.colors.to_hex(c) for c in viridis]
     assert colour["standard"] not in [colour[f"alpha {a:>5g}"] for a in (10, 150, 1000)]
+
+
+def test_learning_curves_label_the_metric_in_words():
+    rows = [dict(kl="standard", seed=s, episodes=e, acc_plus=0.1, some_metric=0.2) for s in range(2) for e in (0, 32)]
+    assert plots.plot_learning_curves(pd.DataFrame(rows), ax=plt.figure().gca()).get_ylabel() == "plus-k accuracy"
+    ax = plots.plot_learning_curves(pd.DataFrame(rows), y="some_metric", ax=plt.figure().gca())
+    assert ax.get_ylabel() == "some metric"
