@@ -465,11 +465,14 @@ def plot_frontier(table: pd.DataFrame, x: str = "mean_kl", y: str = "gain", ax=N
         g = g.sort_values("beta") if "beta" in g else g
         xs, ys = scale_x * g[x], scale_y * g[y]
         err = lambda c, k: [k * (g[c] - g[f"{c}_low"]).to_numpy(), k * (g[f"{c}_high"] - g[c]).to_numpy()]  # noqa: E731
-        ax.errorbar(xs, ys, xerr=err(x, scale_x), yerr=err(y, scale_y), marker="o", capsize=3,
-                    ls="-" if kl != "none" else "none", label=kl)
-        if kl != "none" and "beta" in g:
+        line = ax.errorbar(xs, ys, xerr=err(x, scale_x), yerr=err(y, scale_y), marker="o", capsize=3,
+                           ls="-" if kl != "none" else "none", label=kl)
+        if kl != "none" and "beta" in g:  # each variant's betas on its own side of its points, in its colour
+            above = kl == "prioritized"
             for bx, by, beta in zip(xs, ys, g["beta"]):
-                ax.annotate(f"{beta:g}", (bx, by), textcoords="offset points", xytext=(4, 4), fontsize=8)
+                ax.annotate(f"{beta:g}", (bx, by), textcoords="offset points", xytext=(-5, 5) if above else (5, -5),
+                            ha="right" if above else "left", va="bottom" if above else "top", fontsize=8,
+                            color=line[0].get_color(), fontweight="bold")
     ax.set(xlabel=x.replace("_", " "), ylabel=y.replace("_", " "))
     if log_x:
         ax.set_xscale("log")

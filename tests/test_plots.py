@@ -175,6 +175,10 @@ def test_plot_frontier_draws_a_curve_per_variant_with_intervals():
     line = [l for l in ax.get_lines() if len(l.get_xdata()) == 2 and np.allclose(l.get_ydata(), std.gain)]
     assert line and np.allclose(line[0].get_xdata(), std.mean_kl)
     assert sorted(t.get_text() for t in ax.texts) == ["0.05", "0.05", "1", "1"]  # betas beside the KL curves
+    # each variant's betas in its line's colour, on opposite sides of the points so the two sets do not overlap
+    colours = {c.get_label(): c.lines[0].get_color() for c in ax.containers}
+    sides = {(t.get_color(), t.get_ha()) for t in ax.texts}
+    assert sides == {(colours["prioritized"], "right"), (colours["standard"], "left")}
     # scaled: fractions drawn as points
     ax = plot_frontier(table, scale_y=100, ax=plt.figure().gca())
     line = [l for l in ax.get_lines() if len(l.get_xdata()) == 2 and np.allclose(l.get_ydata(), 100 * std.gain)]
