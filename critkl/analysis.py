@@ -146,6 +146,8 @@ def run_outcomes(metrics: pd.DataFrame, run=RUN, thresholds=(0.05, 0.10), value:
     - ``early_gain``, ``late_gain``: the gain over the first and over the second half of training (``value`` at
       the middle evaluation minus start; final minus that): a curve that plateaus gains early and not late;
     - ``mean_kl``: mean over the training rounds (round >= 1) of the per-token KL to the reference;
+      ``weight_critical``, ``weight_other``: the same mean of the KL weight at the critical and at the other
+      states of the collected episodes (NaN where the metrics lack them);
     - for each threshold ``t`` (e.g. 0.05): ``episodes_to_5`` (NaN when never reached) and ``censored_5``.
     Runs without a KL (``kl == "none"``) get ``beta`` 0. Columns of ``run`` that the table lacks are left out
     of the grouping."""
@@ -166,7 +168,8 @@ def run_outcomes(metrics: pd.DataFrame, run=RUN, thresholds=(0.05, 0.10), value:
         row["comfort_start"], row["comfort_final"] = ((float(first["acc_comfort"]), float(last["acc_comfort"]))
                                                       if "acc_comfort" in g else (float("nan"), float("nan")))
         trained = g[g["round"] > 0] if "round" in g else g.iloc[1:]
-        row["mean_kl"] = float(trained["mean_kl"].mean()) if "mean_kl" in g and len(trained) else float("nan")
+        for col in ("mean_kl", "weight_critical", "weight_other"):
+            row[col] = float(trained[col].mean()) if col in g and len(trained) else float("nan")
         for t in thresholds:
             ett = episodes_to_threshold(g, t, value, group=()).iloc[0]
             row[f"episodes_to_{round(100 * t)}"] = ett["episodes_to_threshold"]

@@ -144,6 +144,9 @@ def test_run_outcomes_hand_computed():
     assert np.isnan(o.loc[1, "episodes_to_10"]) and o.loc[1, "censored_10"] and o.loc[1, "episodes_to_5"] == 64
     assert o.loc[0, "comfort_change"] == pytest.approx(-0.1) and o.loc[0, "critical_change"] == pytest.approx(0.4)
     assert o.loc[0, "mean_kl"] == pytest.approx(0.3)  # rounds 1 and 2 only: round 0 is before training
+    assert np.isnan(o.loc[0, "weight_other"])  # these metrics have no weight columns
+    w = run_outcomes(m.assign(weight_other=[1.0, 0.2, 0.4] * 2, weight_critical=[1.0, 0.0, 0.1] * 2)).iloc[0]
+    assert w.weight_other == pytest.approx(0.3) and w.weight_critical == pytest.approx(0.05)  # rounds 1 and 2
     # halves around the middle evaluation (round 1 of 0..2): 0.25 - 0.20, then 0.35 - 0.25
     assert o.loc[0, "early_gain"] == pytest.approx(0.05) and o.loc[0, "late_gain"] == pytest.approx(0.10)
     # a plateau: all of the gain in the first half (middle of 5 evaluations: round 2)
