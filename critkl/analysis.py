@@ -295,19 +295,24 @@ def with_variant(metrics: pd.DataFrame) -> pd.DataFrame:
 # -------------------------------------------------------------------------------------------------
 # The ablation (the paper's Fig. 6, Appendix C): the prioritized weight's form, temperature and exponent
 EXPONENT_ARM = ("certainty", "ref_temperature", "alpha")
+KL_OFF = 0.01  # an arm whose mean KL weight on the states that are not critical is below this has lifted the KL
+               # nearly everywhere: it is a run without a KL, not a prioritized one (J(s)^alpha underflows)
 
 
 def exponent_gaps(outcomes: pd.DataFrame, value: str = "auc_gain", pair_on=("seed", "pretrain_seed"),
                   confidence: float = 0.95) -> pd.DataFrame:
     """Per prioritized arm of the ablation (certainty form, reference temperature, exponent alpha): the paired gap
     arm - standard KL of ``value`` (a ``run_outcomes`` column; runs matched on ``pair_on``) with its t-interval.
-    Columns: certainty, ref_temperature, alpha, n (pairs), mean, ci_low, ci_high, half_width."""
+    Columns: certainty, ref_temperature, alpha, n (pairs), mean, ci_low, ci_high, half_width, and weight_other
+    (the arm's mean KL weight on the states that are not critical, NaN without it: below ``KL_OFF`` the arm
+    has no KL to speak of)."""
     pair_on = [c for c in pair_on if c in outcomes]
     standard = outcomes[outcomes.kl == "standard"]
     rows = [{**key, **_ci_row(paired_differences(pd.concat([g, standard]), value, "kl", "prioritized", "standard",
-                                                 pair_on), confidence)}
+                                                 pair_on), confidence),
+             "weight_other": float(g["weight_other"].mean()) if "weight_other" in g else float("nan")}
             for key, g in _groups(outcomes[outcomes.kl == "prioritized"], list(EXPONENT_ARM))]
-    return pd.DataFrame(rows, columns=[*EXPONENT_ARM, "n", "mean", "ci_low", "ci_high", "half_width"])
+    return pd.DataFrame(rows, columns=[*EXPONENT_ARM, "n", "mean", "ci_low", "ci_high", "half_width", "weight_other"])
 
 
 def slope(x, y, confidence: float = 0.95) -> dict:

@@ -276,8 +276,13 @@ def test_exponent_gaps_pair_each_prioritized_arm_with_the_standard_runs():
                                                                    ("entropy", 4.0, 10.0, -0.02))
              for s in range(3) if not (c == "entropy" and s == 2)]  # the entropy arm lacks seed 2: 2 pairs
     g = exponent_gaps(pd.DataFrame(rows)).set_index("certainty")
-    assert list(g.columns) == ["ref_temperature", "alpha", "n", "mean", "ci_low", "ci_high", "half_width"]
+    assert list(g.columns) == ["ref_temperature", "alpha", "n", "mean", "ci_low", "ci_high", "half_width", "weight_other"]
+    assert g.weight_other.isna().all()  # these outcomes carry no weights
     assert g.loc["max_prob", "n"] == 3 and g.loc["max_prob", "mean"] == pytest.approx(0.05)
     assert g.loc["max_prob", "half_width"] == pytest.approx(0)  # the same gap on every seed
     assert g.loc["entropy", "n"] == 2 and g.loc["entropy", "mean"] == pytest.approx(-0.02)
     assert g.loc["entropy", "alpha"] == 10.0 and g.loc["entropy", "ref_temperature"] == 4.0
+    # with weights: the arm's mean weight on the other states (0.5 and 0.0 per run -> 0.25)
+    w = pd.DataFrame(rows).assign(weight_other=[1.0] * 3 + [0.5, 0.0, 0.5] + [0.0, 0.0])
+    g = exponent_gaps(w).set_index("certainty")
+    assert g.loc["max_prob", "weight_other"] == pytest.approx(1 / 3) and g.loc["entropy", "weight_other"] == 0.0
