@@ -350,10 +350,18 @@ def cache_key(cfg) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def recorded_config(cfg: dict) -> dict:
+    """A checkpoint's recorded pre-training config (``cache_dict``: an ``omit_default`` field at its default is
+    left out) with those fields filled in, e.g. ``aux_max_digits`` = 8 of an N = 5 model (N + 3 = the default)."""
+    omitted = {f.name: f.default for f in dataclasses.fields(PretrainConfig) if f.metadata.get("omit_default")}
+    return {**omitted, **cfg}
+
+
 def config_name(cfg: dict) -> str:
     """A pre-training configuration without its seed (its seeds share it): level, architecture and size,
     auxiliary task, steps, precision (``critkl.regime``'s tables and ``critkl.store.shipped_evals`` group by it).
-    ``cfg``: a checkpoint's recorded config (a dict)."""
+    ``cfg``: a checkpoint's recorded config (a dict; fields left out at their default count as that default)."""
+    cfg = recorded_config(cfg)
     aux = f"-{cfg['aux_task']}{cfg['aux_max_digits']}x{cfg['aux_fraction']:g}" if cfg.get("aux_task", "none") != "none" else ""
     return (f"N{cfg['level']}-{cfg['arch']}{cfg['n_layer']}x{cfg['n_embd']}{aux}-{cfg['max_steps']}steps"
             f"-lr{cfg['lr']:g}-b{cfg['batch_size']}-{cfg.get('precision', 'bf16')}")

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from . import task
-from .config import config_name, pretrain_config  # the regime table's configuration column
+from .config import config_name, pretrain_config, recorded_config  # the regime table's configuration column
 from .measure import certainty_delta, failure_row, measure, table1, tracking_problems
 from .fileio import atomic_file
 from .model import load_checkpoint
@@ -54,7 +54,7 @@ def probe(path, n: int = 256, n_greedy: int = 128, n_table1: int = 50, seed: int
       certainty forms, reference temperature 1 and the paper's 4; ``premise``: ``premise_holds``.
     """
     model, tok, info = load_checkpoint(path)
-    cfg = info["config"]
+    cfg = recorded_config(info["config"])
     N = int(cfg["level"])
     out = dict(format=info.get("format", task.FORMAT_VERSION), config=config_name(cfg), pretrain_seed=cfg["seed"],
                checkpoint=Path(path).name, arch=cfg["arch"], n_layer=cfg["n_layer"], n_embd=cfg["n_embd"], level=N,

@@ -106,3 +106,18 @@ def test_recipe_rows_keeps_the_recipe_at_the_levels_asked_one_latest_row_per_che
     got = recipe_rows(rows, "cpu-modsum", [3, 2])
     assert got.checkpoint.tolist() == ["a", "b"] and got.plus1_T1.tolist() == [0.1, 0.3]  # b's latest probe
     assert recipe_rows(rows, "cpu-modsum", [5]).empty and recipe_rows(pd.DataFrame(), "cpu-modsum", [3]).empty
+
+
+def test_config_name_of_a_recorded_config_that_left_out_a_default_field():
+    # at N = 5 the recipe's aux operands have N + 3 = 8 digits, the field's default, so the checkpoint's recorded
+    # config (cache_dict) leaves aux_max_digits out; its name must still be the recipe's (the levels sweep's probe
+    # failed with KeyError: 'aux_max_digits' on the first N = 5 model)
+    import dataclasses
+    from critkl.config import cache_dict, config_name, pretrain_config, recorded_config
+    cfg = pretrain_config("cpu-modsum", level=5)
+    recorded = cache_dict(cfg)
+    assert cfg.aux_max_digits == 8 and "aux_max_digits" not in recorded
+    assert config_name(recorded) == config_name(dataclasses.asdict(cfg))
+    assert "modsum8x0.3" in config_name(recorded)
+    assert recorded_config(recorded)["aux_max_digits"] == 8
+    assert recorded_config(cache_dict(pretrain_config("cpu-modsum", level=4)))["aux_max_digits"] == 7  # kept as given
