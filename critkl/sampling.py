@@ -355,21 +355,30 @@ def generate(model, tok, prompts: list[str], max_new_tokens: int, temperature: f
 
 
 @torch.no_grad()
-def teacher_forced(model, tok, problems, batch_size: int = 32):
+def teacher_forced(model, tok, problems, batch_size: int = 64):
     """Per text: ``(ids, logits)`` of a full forward over the true prompt + scratchpad. Position ``i`` of
-    the returned logits predicts character ``i`` (so index 0 is never predicted)."""
+    the returned logits predicts character ``i`` (so index 0 is never predicted).
+
+    Texts go through in order of length, right-padded and without an attention mask: under the causal mask a
+    real token never sees the padding after it, so each row computes what it would alone, and the forward
+    takes the mask-free attention path (1.2-1.4x faster than left padding with a mask, issue 20)."""
     model.eval()
     device = next(model.parameters()).device
-    out = []
-    for s in range(0, len(problems), batch_size):
-        chunk = problems[s:s + batch_size]
-        seqs = [encode(tok, full_text(a, b)) for a, b in chunk]
-        ids, mask = left_pad(seqs, tok.pad_token_id, device)
-        logits, _, _, _ = forward(model, ids, mask)
-        for i, seq in enumerate(seqs):
-            pad = ids.shape[1] - len(seq)
-            lg = logits[i, pad:pad + len(seq)]
-            out.append((torch.tensor(seq), torch.cat([torch.full_like(lg[:1], float("nan")), lg[:-1]])))
+    seqs = [encode(tok, full_text(a, b)) for a, b in problems]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    out = [None] * len(seqs)
+    for s in range(0, len(order), batch_size):
+        chunk = order[s:s + batch_size]
+        width = max(len(seqs[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
+        for r, i in enumerate(chunk):
+            ids[r, :len(seqs[i])] = torch.tensor(seqs[i])
+        ids = ids.to(device)
+        positions = torch.arange(width, device=device).expand(len(chunk), width)
+        logits, _, _, _ = forward(model, ids, None, positions=positions)
+        for r, i in enumerate(chunk):
+            lg = logits[r, :len(seqs[i])]
+            out[i] = (torch.tensor(seqs[i]), torch.cat([torch.full_like(lg[:1], float("nan")), lg[:-1]]))
     return out
 
 

@@ -26,6 +26,26 @@ def tiny():
     return build_model(ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=1024), tok).eval(), tok
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_teacher_forced_rows_of_any_length_compute_what_they_would_alone(arch):
+    """Right padding without a mask: each text of a batch of mixed lengths (not in length order) gets the
+    logits of its own forward, in the order given, whatever the architecture's positions."""
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch, n_layer=2, n_embd=32, n_head=2, n_positions=1024), tok).eval()
+    problems = [(3395, 1791), (12, 5), (99999, 1), (7, 8), (12, 5)]
+    for batch_size in (2, 64):
+        tf = teacher_forced(model, tok, problems, batch_size=batch_size)
+        assert len(tf) == len(problems)
+        for (a, b), (ids, logits) in zip(problems, tf):
+            full = torch.tensor([encode(tok, task.full_text(a, b))])
+            with torch.no_grad():
+                ref = model(input_ids=full).logits[0]
+            assert ids.tolist() == full[0].tolist()
+            assert torch.isnan(logits[0]).all()
+            assert torch.allclose(logits[1:], ref[:-1], atol=1e-4)
+
+
 def test_teacher_forced_equals_full_forward(tiny):
     model, tok = tiny
     problems = [(3395, 1791), (12, 5)]
