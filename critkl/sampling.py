@@ -382,12 +382,38 @@ def teacher_forced(model, tok, problems, batch_size: int = 64):
     return out
 
 
+def run_starts(mask: torch.Tensor) -> torch.Tensor | None:
+    """``(B, 1)``: where each row's real tokens start, if in every row they are one run; else None."""
+    start = mask.long().argmax(-1, keepdim=True)
+    cols = torch.arange(mask.shape[1], device=mask.device)
+    run = (cols >= start) & (cols < start + mask.long().sum(-1, keepdim=True))
+    return start if torch.equal(run, mask.bool()) else None
+
+
+def packed_forward(model, input_ids, attention_mask, value_head=None):
+    """``forward`` without its attention mask where each row's real tokens are one run (left padding before,
+    right padding after, as in a ``Generation``): each row is rolled so its run starts at position 0, the
+    padding goes after it, where the causal mask keeps real tokens from seeing it; the outputs are rolled
+    back. Same ``(logits, values, hidden)`` at the real tokens as the masked forward, through the mask-free
+    attention path (issue 20). Any other mask takes the masked forward."""
+    B, W = attention_mask.shape
+    start = run_starts(attention_mask)
+    if start is None:
+        return forward(model, input_ids, attention_mask, value_head)[:3]
+    cols = torch.arange(W, device=input_ids.device)
+    rolled = input_ids.gather(1, (cols + start) % W)
+    logits, values, hidden, _ = forward(model, rolled, None, value_head, positions=cols.expand(B, W))
+    back = (cols - start) % W
+    unroll = lambda x: x.gather(1, back[..., None].expand(-1, -1, x.shape[-1]))  # noqa: E731
+    return unroll(logits), (values.gather(1, back) if values is not None else None), unroll(hidden)
+
+
 def completion_logits(model, gen: Generation, value_head=None):
     """Full forward over prompt + completion: ``(logits, values, hidden)`` at the states that produced
     each completion token, each ``(B, L, ...)`` aligned with ``gen.completion_ids``."""
     P = gen.prompt_ids.shape[1]
     L = gen.completion_ids.shape[1]
-    logits, values, hidden, _ = forward(model, gen.input_ids, gen.attention_mask, value_head)
+    logits, values, hidden = packed_forward(model, gen.input_ids, gen.attention_mask, value_head)
     sl = slice(P - 1, P - 1 + L)  # the state before token t is the position of token t-1
     return logits[:, sl], (values[:, sl] if values is not None else None), hidden[:, sl]
 

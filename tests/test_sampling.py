@@ -5,7 +5,8 @@ import torch.nn.functional as F
 from critkl import task
 from critkl.config import ModelConfig
 from critkl.model import build_model
-from critkl.sampling import GPT2Decoder, LlamaDecoder, completion_logits, generate, token_logprobs
+from critkl.sampling import (GPT2Decoder, LlamaDecoder, completion_logits, forward, generate, packed_forward,
+                            run_starts, token_logprobs)
 from critkl.tokenizer import build_tokenizer
 
 TOL = 1e-4  # fp32: the cached step and the full forward add the same terms in a different order
@@ -149,6 +150,29 @@ def test_sampled_logprobs_entropies_values_match_full_forward(trained):
     assert torch.allclose(-(logp.exp() * logp).sum(-1)[m], gen.entropies[m], atol=TOL)
     assert torch.allclose(values[m], gen.values[m], atol=TOL)
     assert (gen.values[~m] == 0).all() and (gen.logprobs[~m] == 0).all()
+
+
+def test_packed_forward_equals_the_masked_forward_at_real_tokens(trained):
+    """Rows rolled to start at 0 without a mask give the masked forward's outputs at every real token, for
+    one-run masks (a Generation's) and, through the fallback, for a mask with a hole."""
+    model, tok = trained
+    torch.manual_seed(2)
+    value_head = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    gen = generate(model, tok, prompts_of(MEMORISED + [(5, 6), (98765, 4321)]), 300, temperature=1.5,
+                   generator=torch.Generator().manual_seed(0))
+    hole = gen.attention_mask.clone()
+    hole[0, -3] = 0  # row 0: real tokens, then a pad, then real tokens again (not one run)
+    hole[0, -1] = 1
+    assert run_starts(gen.attention_mask) is not None and run_starts(hole) is None
+    for mask in (gen.attention_mask, hole):
+        with torch.no_grad():
+            ref = forward(model, gen.input_ids, mask, value_head)[:3]
+            packed = packed_forward(model, gen.input_ids, mask, value_head)
+        m = mask.bool()
+        assert m.sum() > 0 and (~m).sum() > 0
+        for a, b in zip(packed, ref):
+            assert a.shape == b.shape
+            assert torch.allclose(a[m], b[m], atol=TOL)
 
 
 def test_dropping_finished_rows_matches_one_row_at_a_time(trained):
