@@ -356,3 +356,24 @@ def detection(flagged, labels) -> dict:
     hit = int((f & y).sum())
     return dict(flagged=int(f.sum()), precision=hit / f.sum() if f.any() else float("nan"),
                 recall=hit / y.sum() if y.any() else float("nan"))
+
+
+def time_to_mastery(evals: pd.DataFrame, threshold: float = 0.99) -> pd.DataFrame:
+    """Per checkpoint of ``evals`` (``critkl.store.shipped_evals``): the first evaluation step at which the greedy
+    exact match reaches ``threshold`` on every operand length 1..level, and the minutes of training at that
+    evaluation (its ``seconds`` column; NaN where not recorded). ``step`` and ``minutes`` are NaN for a
+    checkpoint that never gets there; ``max_steps`` and ``total_minutes`` say how long it trained."""
+    rows = []
+    for ckpt, e in evals.groupby("checkpoint", sort=True):
+        level = int(e.level.iloc[0])
+        comfort = e[e.digits <= level]
+        per_step = comfort.groupby("step").agg(worst=("accuracy", "min"), lengths=("digits", "nunique"))
+        hit = per_step[(per_step.worst >= threshold) & (per_step.lengths == level)]
+        step = float(hit.index.min()) if len(hit) else float("nan")
+        seconds = (comfort.loc[comfort.step == step, "seconds"].iloc[0]
+                   if len(hit) and "seconds" in comfort else float("nan"))
+        rows.append(dict(checkpoint=ckpt, config=e.config.iloc[0], level=level, pretrain_seed=e.pretrain_seed.iloc[0],
+                         step=step, minutes=float(seconds) / 60, max_steps=e.max_steps.iloc[0],
+                         total_minutes=e.minutes.iloc[0], cpu_capability=e.get("cpu_capability", pd.Series([""])).iloc[0],
+                         torch_threads=e.get("torch_threads", pd.Series([0])).iloc[0]))
+    return pd.DataFrame(rows)

@@ -44,7 +44,8 @@ def index(store: Path | None = None) -> dict[str, Path]:
 def shipped_evals(store: Path | None = None):
     """Every shipped checkpoint's ``eval.csv`` (greedy exact match per operand length at each evaluation during
     pre-training) in one table, one row per checkpoint, step and length, with the checkpoint's folder name
-    (``checkpoint``), ``level``, ``pretrain_seed``, ``precision``, ``max_steps``, training ``minutes`` and its
+    (``checkpoint``), ``level``, ``pretrain_seed``, ``precision``, ``max_steps``, training ``minutes``, the CPU it
+    trained on (``cpu_capability``, ``torch_threads``; empty and 0 where not recorded) and its
     configuration without the seed (``config``, as ``critkl.config.config_name`` names it in
     ``results/regime_search.csv``). Checkpoints without an ``eval.csv`` are left out."""
     import pandas as pd
@@ -58,9 +59,10 @@ def shipped_evals(store: Path | None = None):
         cfg = info["config"]
         frames.append(pd.read_csv(folder / "eval.csv").assign(
             checkpoint=folder.name, config=config_name(cfg), level=int(cfg["level"]), pretrain_seed=cfg["seed"],
-            precision=cfg.get("precision", ""), max_steps=cfg["max_steps"], minutes=round(info["seconds"] / 60, 1)))
-    columns = ["checkpoint", "config", "level", "pretrain_seed", "precision", "max_steps", "minutes", "step", "digits",
-               "accuracy"]
+            precision=cfg.get("precision", ""), max_steps=cfg["max_steps"], minutes=round(info["seconds"] / 60, 1),
+            cpu_capability=info.get("cpu_capability", ""), torch_threads=info.get("torch_threads", 0)))
+    columns = ["checkpoint", "config", "level", "pretrain_seed", "precision", "max_steps", "minutes", "cpu_capability",
+               "torch_threads", "step", "digits", "accuracy"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 

@@ -286,3 +286,22 @@ def test_exponent_gaps_pair_each_prioritized_arm_with_the_standard_runs():
     w = pd.DataFrame(rows).assign(weight_other=[1.0] * 3 + [0.5, 0.0, 0.5] + [0.0, 0.0])
     g = exponent_gaps(w).set_index("certainty")
     assert g.loc["max_prob", "weight_other"] == pytest.approx(1 / 3) and g.loc["entropy", "weight_other"] == 0.0
+
+
+def test_time_to_mastery_is_the_first_step_with_every_comfort_length_at_the_threshold():
+    from critkl.analysis import time_to_mastery
+
+    def ev(ckpt, level, rows):  # rows: (step, seconds, accuracies of lengths 1..level+1)
+        return pd.DataFrame([dict(checkpoint=ckpt, config="c", level=level, pretrain_seed=0, max_steps=30, minutes=9.0,
+                                  step=s, seconds=sec, digits=d + 1, accuracy=a)
+                             for s, sec, accs in rows for d, a in enumerate(accs)])
+    evals = pd.concat([
+        # length 3 of level 2 (N+1) never counts; step 20 has both comfort lengths >= 0.99 first
+        ev("a", 2, [(10, 60.0, [1.0, 0.98, 0.0]), (20, 120.0, [0.99, 1.0, 0.0]), (30, 180.0, [1.0, 1.0, 0.5])]),
+        ev("b", 2, [(10, 60.0, [1.0, 0.5, 0.0]), (30, 180.0, [0.9, 1.0, 0.0])]),   # never
+    ], ignore_index=True)
+    t = time_to_mastery(evals).set_index("checkpoint")
+    assert t.loc["a", "step"] == 20 and t.loc["a", "minutes"] == pytest.approx(2.0)
+    assert np.isnan(t.loc["b", "step"]) and np.isnan(t.loc["b", "minutes"])
+    assert time_to_mastery(evals, threshold=0.98).loc[0, "step"] == 10
+    assert set(t.total_minutes) == {9.0} and set(t.max_steps) == {30}

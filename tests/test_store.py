@@ -150,7 +150,7 @@ def test_shipped_evals_gathers_every_eval_csv_with_its_config(tmp_path):
     for name, seed, evals in (("a", 0, "digits,accuracy,n,temperature,step\n1,1.0,8,0,10\n4,0.0,8,0,10\n"),
                               ("b", 1, "digits,accuracy,n,temperature,step\n1,0.5,8,0,10\n"), ("no-eval", 2, None)):
         (tmp_path / name).mkdir()
-        info = dict(cache_key=name, seconds=120, config={**cfg, "seed": seed})
+        info = dict(cache_key=name, seconds=120, config={**cfg, "seed": seed}, cpu_capability="AVX2", torch_threads=2)
         (tmp_path / name / "critkl.json").write_text(json.dumps(info))
         if evals:
             (tmp_path / name / "eval.csv").write_text(evals)
@@ -158,4 +158,5 @@ def test_shipped_evals_gathers_every_eval_csv_with_its_config(tmp_path):
     assert list(d.checkpoint) == ["a", "a", "b"] and list(d.pretrain_seed) == [0, 0, 1]
     assert list(d.accuracy) == [1.0, 0.0, 0.5] and set(d.minutes) == {2.0} and set(d.level) == {3}
     assert set(d.config) == {"N3-llama4x128-1500steps-lr0.001-b32-fp32"}  # critkl.regime.config_name: no seed
+    assert set(d.cpu_capability) == {"AVX2"} and set(d.torch_threads) == {2}
     assert store.shipped_evals(tmp_path / "empty").empty
