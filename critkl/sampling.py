@@ -123,7 +123,7 @@ def position_ids(mask: torch.Tensor) -> torch.Tensor:
 
 def forward(model, input_ids, attention_mask, value_head=None, cache=None, positions=None):
     """``(logits, values, hidden, cache)`` of the LM trunk + LM head (+ value head) in one pass."""
-    if positions is None:
+    if positions is None and attention_mask is not None:  # no mask, no positions: the model's own 0, 1, ...
         positions = position_ids(attention_mask)
     with autocast(input_ids.device):
         out = model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
@@ -374,8 +374,7 @@ def teacher_forced(model, tok, problems, batch_size: int = 64):
         for r, i in enumerate(chunk):
             ids[r, :len(seqs[i])] = torch.tensor(seqs[i])
         ids = ids.to(device)
-        positions = torch.arange(width, device=device).expand(len(chunk), width)
-        logits, _, _, _ = forward(model, ids, None, positions=positions)
+        logits, _, _, _ = forward(model, ids, None)  # no position ids either: with them, transformers builds a mask
         for r, i in enumerate(chunk):
             lg = logits[r, :len(seqs[i])]
             out[i] = (torch.tensor(seqs[i]), torch.cat([torch.full_like(lg[:1], float("nan")), lg[:-1]]))
@@ -402,7 +401,7 @@ def packed_forward(model, input_ids, attention_mask, value_head=None):
         return forward(model, input_ids, attention_mask, value_head)[:3]
     cols = torch.arange(W, device=input_ids.device)
     rolled = input_ids.gather(1, (cols + start) % W)
-    logits, values, hidden, _ = forward(model, rolled, None, value_head, positions=cols.expand(B, W))
+    logits, values, hidden, _ = forward(model, rolled, None, value_head)
     back = (cols - start) % W
     unroll = lambda x: x.gather(1, back[..., None].expand(-1, -1, x.shape[-1]))  # noqa: E731
     return unroll(logits), (values.gather(1, back) if values is not None else None), unroll(hidden)
