@@ -25,9 +25,9 @@ def main():
     a = p.parse_args()
     evals = shipped_evals(a.models)
     t = time_to_mastery(evals, a.threshold)
-    n = evals.groupby("checkpoint").n.first() if "n" in evals else pd.Series(dtype=int)
-    t = t.assign(problems_per_length=t.checkpoint.map(n), cpu=t.cpu_capability.replace("", "?") + " x" +
-                 t.torch_threads.astype(str).replace("0", "?"))
+    first = evals.groupby("checkpoint").first()
+    cpu = first.cpu_capability.replace("", "?") + " x" + first.torch_threads.astype(str).replace("0", "?")
+    t = t.assign(problems_per_length=t.checkpoint.map(first.n), cpu=t.checkpoint.map(cpu))
     cols = ["config", "pretrain_seed", "step", "minutes", "max_steps", "total_minutes", "problems_per_length", "cpu"]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(t[cols].round(1).to_string(index=False))

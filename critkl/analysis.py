@@ -374,6 +374,5 @@ def time_to_mastery(evals: pd.DataFrame, threshold: float = 0.99) -> pd.DataFram
                    if len(hit) and "seconds" in comfort else float("nan"))
         rows.append(dict(checkpoint=ckpt, config=e.config.iloc[0], level=level, pretrain_seed=e.pretrain_seed.iloc[0],
                          step=step, minutes=float(seconds) / 60, max_steps=e.max_steps.iloc[0],
-                         total_minutes=e.minutes.iloc[0], cpu_capability=e.get("cpu_capability", pd.Series([""])).iloc[0],
-                         torch_threads=e.get("torch_threads", pd.Series([0])).iloc[0]))
+                         total_minutes=e.minutes.iloc[0]))
     return pd.DataFrame(rows)
