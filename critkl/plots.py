@@ -7,6 +7,7 @@ and texts share a unit rule (fractions drawn and written as percent, differences
 from __future__ import annotations
 
 import html
+import re
 
 import matplotlib
 import matplotlib.colors
@@ -16,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from . import task
-from .analysis import episodes_to_threshold, mean_ci, paired_differences, summarize
+from .analysis import (at_equal, episodes_to_threshold, frontier_gaps, frontier_table, mean_ci, paired_differences,
+                       summarize)
 
 CRITICAL_STYLE = "outline:2px solid #222;font-weight:bold;"
 
@@ -88,6 +90,14 @@ def style():
 
 LABELS = {"acc_plus": "plus-k accuracy", "acc_comfort": "comfort-zone accuracy", "mean_kl": "mean KL to the reference",
           "p_critical_mean": "P(right token) at critical tokens"}  # axis labels of metrics.csv columns
+FRACTIONS = {"acc_plus", "acc_comfort", "p_critical_mean", "accuracy", "fraction"}  # columns in [0, 1], drawn as percent
+
+
+def percent_axis(ax, axis: str = "y"):
+    """Tick labels of ``axis`` as percent (the data stay fractions): the book's unit rule, the same unit as its
+    tables. Returns ``ax``."""
+    getattr(ax, f"{axis}axis").set_major_formatter(matplotlib.ticker.PercentFormatter(xmax=1.0, decimals=0))
+    return ax
 
 
 def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = "kl", ax=None, x: str = "episodes",
@@ -106,6 +116,8 @@ def plot_learning_curves(metrics: pd.DataFrame, y: str = "acc_plus", hue: str = 
         low, high = (g["ci_low"], g["ci_high"]) if bounds is None else (g["ci_low"].clip(*bounds), g["ci_high"].clip(*bounds))
         ax.fill_between(g[x], low, high, color=line.get_color(), alpha=0.2, lw=0)
     ax.set(xlabel="training episodes" if x == "episodes" else x.replace("_", " "), ylabel=LABELS.get(y, y.replace("_", " ")))
+    if y in FRACTIONS:
+        percent_axis(ax)
     ax.legend(title=hue)
     return ax
 
@@ -195,15 +207,6 @@ def plot_weights(metrics: pd.DataFrame, ax=None):
     return ax
 
 
-def plot_critical_tracking(critical: pd.DataFrame, hue: str = "kl", ax=None):
-    """Probability of the correct token at critical positions during RL (one panel per name)."""
-    import seaborn as sns
-    style()
-    d = critical.assign(token=critical["step"].astype(str) + ":" + critical["operand"].astype(str) + ":" + critical["name"])
-    return sns.relplot(data=d, x="episodes", y="p_correct", hue=hue, col="token", col_wrap=3, kind="line",
-                       errorbar=("ci", 95), height=2.5)
-
-
 def plot_table1(per_generation: pd.DataFrame, ax=None):
     """Delta-J at critical vs non-critical states, one point per generation (``measure.certainty_delta``);
     coloured by ``certainty_kind`` when the frame holds several certainty forms."""
@@ -222,13 +225,56 @@ def plot_pretraining_curve(evals: pd.DataFrame, ax=None):
     import seaborn as sns
     style()
     d = evals.assign(length=evals["digits"].astype(int).astype(str) + " digits")
-    ax = sns.lineplot(data=d, x="step", y="accuracy", hue="length", marker="o", ax=ax)
+    ax = sns.lineplot(data=d, x="step", y="accuracy", hue="length", marker="o", errorbar=None, ax=ax)
     ax.set(ylim=(-0.02, 1.02), xlabel="pre-training step", ylabel="greedy exact match")
+    return percent_axis(ax)
+
+
+def plot_means(frame: pd.DataFrame, x: str, y: str, hue: str, ax=None):
+    """Grouped bars: the mean of ``y`` per ``x`` and ``hue`` over the rows of each group, with its 95 % Student-t
+    interval as a whisker (``analysis.summarize``; a group of one row has none). Fractions (``FRACTIONS``) on a
+    percent axis. Returns the axes."""
+    import matplotlib.pyplot as plt
+    style()
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    s = summarize(frame, [x, hue], y)
+    xs, hues = sorted(s[x].unique()), sorted(s[hue].unique())
+    width = 0.8 / len(hues)
+    for i, h in enumerate(hues):
+        g = s[s[hue] == h].set_index(x).reindex(xs)
+        pos = np.arange(len(xs)) - 0.4 + width * (i + 0.5)
+        half = g["half_width"].fillna(0).to_numpy()
+        ax.bar(pos, g["mean"], width, yerr=half, capsize=3, label=str(h))
+    ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs])
+    ax.set(xlabel=x.replace("_", " "), ylabel=LABELS.get(y, y.replace("_", " ")))
+    if y in FRACTIONS:
+        percent_axis(ax)
+    ax.legend(title=hue)
     return ax
 
 
 # -------------------------------------------------------------------------------------------------
 # Markdown tables of RL results over seeds (``critkl.analysis`` computes the numbers)
+def table_html(frame: pd.DataFrame, index: bool = False) -> str:
+    """A frame as the book's HTML table (class ``critkl-table``, styled by ``book/_static/critkl.css``): its
+    cells wrap to the page's width, where a printed table of many interval columns runs off it. Deterministic
+    (no random ids), so nbval can check it. Floats keep the frame's own rounding; a column name's underscores
+    become spaces and an interval's own spaces no-break spaces, so a cell breaks between its mean and its
+    interval."""
+    def cell(v):  # an interval breaks before its bracket, never inside it
+        return re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace(" ", "\u00a0"), v) if isinstance(v, str) else v
+    shown = frame.rename(columns=lambda c: str(c).replace("_", " "))  # a header may wrap between its words
+    shown = shown.apply(lambda col: col.map(cell)) if len(shown.columns) else shown
+    return shown.to_html(index=index, border=0, classes="critkl-table", na_rep="", justify="right")
+
+
+def show_table(frame: pd.DataFrame, index: bool = False):
+    """Display ``frame`` in the notebook as ``table_html`` (the printed form, ``to_string``, is what a terminal
+    gets)."""
+    from IPython.display import HTML, display
+    display(HTML(table_html(frame, index=index)))
+
+
 def _pct(x, half=float("nan")) -> str:
     return f"{100 * x:.1f} %" if not np.isfinite(half) else f"{100 * x:.1f} ± {100 * half:.1f} %"
 
@@ -418,6 +464,7 @@ def plot_training_curves(evals: pd.DataFrame, threshold: float | None = None, nc
             ax.axhline(threshold, color="k", ls=":", lw=1)
         ax.set_title(str(e[title].iloc[0]), fontsize="small")
         ax.set_ylim(-0.03, 1.03)
+        percent_axis(ax)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     for i, ax in enumerate(axes[:len(panels)]):
@@ -482,6 +529,49 @@ def plot_frontier(table: pd.DataFrame, x: str = "mean_kl", y: str = "gain", ax=N
             lambda v, _: f"{v:g}" if v > 0 and f"{v:.0e}"[0] in "25" else ""))
     ax.legend(title="KL")
     return ax
+
+
+def plot_frontier_by_method(outcomes: pd.DataFrame, y: str = "gain", confidence: float = 0.95):
+    """Every RL method's frontier side by side: one panel per ``method`` of ``outcomes`` (``analysis.run_outcomes``
+    of a frontier sweep, with ``with_method``'s column), ``y`` (points) against the mean KL to the reference (log
+    scale), one curve per KL variant across beta (``plot_frontier``; runs without KL record no KL, so they are
+    not drawn here). Returns the figure."""
+    import matplotlib.pyplot as plt
+    style()
+    methods = sorted(outcomes["method"].unique())
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.8), squeeze=False, sharey=True)
+    for ax, method in zip(axes[0], methods):
+        o = outcomes[(outcomes.method == method) & (outcomes.kl != "none")]
+        plot_frontier(frontier_table(o, confidence=confidence), x="mean_kl", y=y, ax=ax, scale_y=100, log_x=True)
+        ax.set(title=f"{method} ({o.seed.nunique()} RL seeds)", xlabel="mean KL (nats per token)",
+               ylabel=f"{y.replace('_', ' ')} (points)" if ax is axes[0, 0] else "")
+    fig.tight_layout()
+    return fig
+
+
+def method_verdicts(outcomes: pd.DataFrame, confidence: float = 0.95, min_pairs: int = 2) -> pd.DataFrame:
+    """The frontier's verdict per RL method, in words (one row per ``method`` of ``outcomes``, as
+    ``plot_frontier_by_method`` reads them): runs; the prioritized - standard paired gaps of the final and of
+    the AUC gain at each coefficient with at least ``min_pairs`` pairs, tallied (``gap_tally``); the largest
+    final-gain gap; and where the prioritized points lie at equal mean KL to the reference, against the
+    standard curve interpolated between its coefficients (``analysis.at_equal``, means only)."""
+    rows = []
+    for method, o in outcomes.groupby("method", sort=True):
+        row = {"method": method, "runs": len(o)}
+        for value, label in (("gain", "final gain"), ("auc_gain", "AUC gain")):
+            g = frontier_gaps(o, value, pairs=(("prioritized", "standard"),), confidence=confidence)
+            g = g[g.n >= min_pairs]
+            row[f"{label}, prioritized - standard"] = gap_tally(g) if len(g) else f"fewer than {min_pairs} pairs"
+            if value == "gain" and len(g):
+                best = g.sort_values("mean").iloc[-1]
+                row["largest final-gain gap"] = f"beta {best['beta']:g}: {gap_verdict(best)}"
+        d = at_equal(frontier_table(o[o.kl != "none"], confidence=confidence), "prioritized", "standard",
+                     x="mean_kl", y="gain").dropna(subset=["difference"])
+        row["at equal mean KL (final gain)"] = (
+            f"{100 * d.difference.min():+.1f} to {100 * d.difference.max():+.1f} points, {int((d.difference > 0).sum())} "
+            f"of {len(d)} points above" if len(d) else "no prioritized point inside the standard curve's range")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def plot_exponent(gaps: pd.DataFrame, ax=None, scale: float = 100.0, ylabel: str = "gap to the standard KL (points)"):

@@ -141,3 +141,25 @@ def test_the_intro_glues_only_keys_its_chapters_glue():
         path, _, key = ref.partition("::")
         key = key.split(":")[0]
         assert key in _glued(BOOK / path), f"intro.md: {path} does not glue {key}"
+
+
+PRINT_WIDTH = 100  # characters of a printed line that fit the article at 1280 px (book/_static/critkl.css)
+SCRIPTS = ("#!/bin/bash",)  # a printed script (the sbatch script of `sweeps`) keeps its lines: it is meant to be copied
+
+
+@pytest.mark.parametrize("chapter", sorted(p.stem for p in BOOK.glob("*.ipynb")))
+def test_printed_outputs_fit_the_page(chapter):
+    """A printed line wider than the article scrolls sideways in the book: tables that wide go through
+    ``critkl.plots.show_table`` (an HTML table whose cells wrap; tests/browser checks that it fits)."""
+    import json
+    wide = []
+    for i, cell in enumerate(json.loads((BOOK / f"{chapter}.ipynb").read_text())["cells"]):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "stream" or out.get("name") != "stdout":
+                continue
+            text = "".join(out["text"])
+            if text.startswith(SCRIPTS):
+                continue
+            wide += [f"cell {i}: {len(line)} characters: {line[:60]}..." for line in text.splitlines()
+                     if len(line) > PRINT_WIDTH]
+    assert not wide, f"{chapter}: printed lines wider than {PRINT_WIDTH} characters:\n" + "\n".join(wide[:5])

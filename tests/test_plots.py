@@ -1,4 +1,5 @@
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -13,10 +14,11 @@ def test_learning_curves_and_tracking_draw():
     m = pd.DataFrame(dict(episodes=[0, 32, 0, 32], acc_plus=[0.0, 0.1, 0.0, 0.3], kl=["standard"] * 2 + ["prioritized"] * 2))
     ax = plots.plot_learning_curves(m)
     assert ax.get_xlabel() == "training episodes" and len(ax.get_lines()) >= 2
-    c = pd.DataFrame(dict(episodes=[0, 32] * 2, p_correct=[0.1, 0.2, 0.1, 0.5], kl=["standard"] * 2 + ["prioritized"] * 2,
-                          step=1, operand=1, name="n+1_comma"))
-    g = plots.plot_critical_tracking(c)
-    assert len(g.axes) == 1
+    # accuracies are fractions, drawn on a percent axis (the unit of the book's tables)
+    assert isinstance(ax.yaxis.get_major_formatter(), matplotlib.ticker.PercentFormatter)
+    assert ax.yaxis.get_major_formatter()(0.25) == "25%"
+    other = plots.plot_learning_curves(m.rename(columns={"acc_plus": "mean_kl"}), y="mean_kl", ax=plt.figure().gca())
+    assert not isinstance(other.yaxis.get_major_formatter(), matplotlib.ticker.PercentFormatter)
     t = pd.DataFrame(dict(delta_critical=[-0.3, -0.2], delta_noncritical=[0.01, 0.0]))
     ax = plots.plot_table1(t, ax=plt.figure().gca())
     # 2 generations x (critical, non-critical) = 4 points, at y = the deltas
@@ -329,3 +331,73 @@ def test_learning_curves_label_the_metric_in_words():
     assert plots.plot_learning_curves(pd.DataFrame(rows), ax=plt.figure().gca()).get_ylabel() == "plus-k accuracy"
     ax = plots.plot_learning_curves(pd.DataFrame(rows), y="some_metric", ax=plt.figure().gca())
     assert ax.get_ylabel() == "some metric"
+
+
+def test_plot_means_draws_t_intervals():
+    from scipy import stats
+    f = pd.DataFrame(dict(digits=[1, 1, 1, 2, 2, 2, 1], fraction=[0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.9],
+                          split=["a"] * 6 + ["b"]))
+    ax = plots.plot_means(f, x="digits", y="fraction", hue="split", ax=plt.figure().gca())
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches if p.get_height() == p.get_height())
+    assert heights == [0.3, 0.5, 0.9]  # two groups of a, one of b (b has no digits = 2 bar)
+    # the whisker of (1, a): mean 0.3, sd 0.1, n 3 -> half-width t(0.975, 2) * 0.1 / sqrt(3)
+    half = stats.t.ppf(0.975, 2) * 0.1 / np.sqrt(3)
+    segments = [seg for c in ax.collections for seg in c.get_segments() if len(seg) == 2]
+    spans = sorted(round(float(seg[1][1] - seg[0][1]), 6) for seg in segments)
+    assert round(2 * half, 6) in spans and 0.0 in spans  # (2, a) has sd 0: a zero-length whisker
+    assert isinstance(ax.yaxis.get_major_formatter(), matplotlib.ticker.PercentFormatter)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2"]
+
+
+def test_table_html_is_deterministic_and_wraps_nothing_away():
+    f = pd.DataFrame(dict(kl=["standard", "prioritized"], gain=["+1.0 [-0.5, +2.5]", "+3.0 [+1.0, +5.0]"], n=[3, 3]))
+    html = plots.table_html(f)
+    assert html == plots.table_html(f.copy())  # no random ids: nbval compares it
+    assert 'class="dataframe critkl-table"' in html and "<th>0</th>" not in html  # no index column
+    assert "<th>0</th>" in plots.table_html(f, index=True)
+    assert html.count("<tr") == 3 and "+3.0 [+1.0,\u00a0+5.0]" in html
+
+
+def _two_method_outcomes():
+    """reinforce: prioritized 5 points above standard at both betas (3 seeds, a spread of 1 point); grpo: equal."""
+    from critkl.analysis import run_outcomes
+    rows = []
+    for method, lift in (("reinforce", 0.05), ("grpo", 0.0)):
+        for kl, betas in (("none", [0.0]), ("standard", [0.05, 1.0]), ("prioritized", [0.05, 1.0])):
+            for beta in betas:
+                for s in range(3):
+                    final = 0.3 + 0.01 * s + (lift if kl == "prioritized" else 0) - (0.1 if beta == 1.0 else 0)
+                    for r, acc in enumerate([0.2, final]):
+                        rows.append(dict(method=method, kl=kl, beta=beta, seed=s, pretrain_seed=0, round=r,
+                                         episodes=32 * r, acc_plus=acc, acc_comfort=0.9, p_critical_mean=0.5,
+                                         mean_kl=np.nan if kl == "none" else (0.01 if beta == 1.0 else 0.04) * (s + 1)))
+    return run_outcomes(pd.DataFrame(rows))
+
+
+def test_method_verdicts_tally_the_paired_gaps_per_method():
+    v = plots.method_verdicts(_two_method_outcomes()).set_index("method")
+    assert list(v.index) == ["grpo", "reinforce"] and v.loc["reinforce", "runs"] == 15
+    # reinforce: +5.0 points at both betas, every pair the same: both intervals exclude 0
+    assert v.loc["reinforce", "final gain, prioritized - standard"] == \
+        "prioritized higher at 2, lower at 0, no difference detected at 0 of 2 coefficients"
+    assert v.loc["reinforce", "largest final-gain gap"].startswith("beta ") and "+5.0" in v.loc["reinforce", "largest final-gain gap"]
+    # grpo: a zero gap at every pair (a zero-width interval at 0 is no difference)
+    assert v.loc["grpo", "final gain, prioritized - standard"].endswith("no difference detected at 2 of 2 coefficients")
+    # at equal mean KL: the prioritized points sit exactly on the standard curve's x values, 5 points above it
+    assert v.loc["reinforce", "at equal mean KL (final gain)"] == "+5.0 to +5.0 points, 2 of 2 points above"
+    few = plots.method_verdicts(_two_method_outcomes(), min_pairs=4)
+    assert (few["final gain, prioritized - standard"] == "fewer than 4 pairs").all()
+
+
+def test_plot_frontier_by_method_draws_one_panel_per_method():
+    fig = plots.plot_frontier_by_method(_two_method_outcomes())
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["grpo (3 RL seeds)", "reinforce (3 RL seeds)"]
+    assert all(ax.get_xscale() == "log" for ax in fig.axes)
+    assert all(sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["prioritized", "standard"] for ax in fig.axes)
+
+
+def test_table_html_breaks_between_mean_and_interval_only():
+    f = pd.DataFrame({"final_gain": ["+1.0 [-0.5, +2.5]"], "runs": [3]})
+    html = plots.table_html(f)
+    assert "<th>final gain</th>" in html and "+1.0 [-0.5,\u00a0+2.5]" in html

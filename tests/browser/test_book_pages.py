@@ -13,7 +13,8 @@ playwright's own browser download is not used). A page fails on:
 - a MathJax error (a TeX formula that did not typeset);
 - a link inside the site whose target file is missing from _build/html, or whose #fragment is not an
   id of the target page;
-- a notebook cell output that shows an error: stderr, a traceback, red ANSI text.
+- a notebook cell output that shows an error: stderr, a traceback, red ANSI text;
+- a result table (`critkl.plots.show_table`, class critkl-table) wider than its cell output's box, at 1280 px.
 
 A full-page screenshot of each page goes to _build/screenshots/<page>.png, for humans to look at.
 """
@@ -73,6 +74,15 @@ BROKEN_IMAGES_JS = """async () => {
   await Promise.all(imgs.map(img => { img.loading = 'eager'; return img.decode().catch(() => null); }));
   return imgs.filter(img => !img.complete || img.naturalWidth === 0)
              .map(img => img.currentSrc || img.src || img.outerHTML.slice(0, 200));
+}"""
+
+# Result tables (critkl.plots.show_table) wrap their cells so that they fit their output box: list those that do not.
+WIDE_TABLES_JS = """() => {
+  const room = t => (t.closest('.cell_output') || t.parentElement).clientWidth;
+  return Array.from(document.querySelectorAll('table.critkl-table'))
+              .filter(t => t.getBoundingClientRect().width > room(t) + 1)
+              .map(t => Math.round(t.getBoundingClientRect().width) + ' px in ' + room(t) + ' px: '
+                        + (t.querySelector('thead') || t).innerText.trim().replace(/\\s+/g, ' ').slice(0, 120));
 }"""
 
 # Wait for MathJax (when the page has it) to typeset, then list the formulas it could not.
@@ -252,6 +262,7 @@ def test_page(page_rel, request):
         problems += [f"image did not load: {src}" for src in page.evaluate(BROKEN_IMAGES_JS)]
         problems += _check_links(page.evaluate(LINKS_JS), origin)
         problems += [f"cell output shows an error ({m})" for m in page.evaluate(ERROR_OUTPUT_JS)]
+        problems += [f"result table wider than its output box: {m}" for m in page.evaluate(WIDE_TABLES_JS)]
         shot = SCREENSHOTS / re.sub(r"\.html$", ".png", page_rel)
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
