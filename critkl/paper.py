@@ -1,7 +1,7 @@
 """The paper's reported numbers, as data, so that the book prints them beside ours without typing them.
 
 Vassoyan, Beau, Plaud (2025), "Ignore the KL Penalty! Boosting Exploration on Critical Tokens to Enhance RL
-Fine-Tuning", arXiv 2502.06533 (values copied from its Tables 1 and 4). The hyper-parameters of its KL
+Fine-Tuning", arXiv 2502.06533 (values copied from its Tables 1, 4 and 5, its Figs. 3 and 6, and its model description). The hyper-parameters of its KL
 experiment (Appendix D, Table 3) are the ``paper`` RL preset of ``critkl.config``.
 """
 from __future__ import annotations
@@ -24,6 +24,19 @@ TABLE1 = pd.DataFrame([
     (5, "critical", -0.21, 0.18), (5, "non-critical (min.)", 0.0002, 0.0001),
     (7, "critical", -0.13, 0.04), (7, "non-critical (min.)", 0.0004, 0.0001),
 ], columns=["level", "tokens", "delta_J", "spread"])
+
+# Table 5 (appendix D.1): accuracy with operands of different lengths; only the N = 7 row is legible in the
+# paper's text (the other rows are not transcribed here), in percent.
+TABLE5 = pd.DataFrame([(7, "N", 100.0, 0.0), (7, "N+1", 69.0, 2.4), (7, "N+2", 0.0, 0.0)],
+                      columns=["level", "digits", "accuracy_pct", "spread_pct"])
+
+# Section 4 / appendix D: the paper's models, GPT-2s of about 85M parameters with a character tokenizer, trained
+# from scratch on scratchpad additions balanced over operand lengths 1..N, at N = 7, 9, 11 and 13.
+MODEL = dict(arch="GPT-2", params_millions=85, levels=(7, 9, 11, 13))
+
+# Fig. 3: RL with the standard KL from models pre-trained up to N = 9, 11, 13, on plus-2 problems (its caption and
+# released code; its text says plus-1), KL coefficient 10, 3 rounds.
+FIG3 = dict(levels=(9, 11, 13), extra_digits=2, kl_coef=10, rounds=3)
 
 # Fig. 6 and Appendix C: the ablation over the certainty exponent (the paper's beta, critkl's alpha), pass@1 over
 # training with the prioritized KL at each exponent, 9 seeds. The paper reads it in words: slightly ahead of the

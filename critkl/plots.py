@@ -329,8 +329,9 @@ def gap_tally(gaps: pd.DataFrame, what: str = "coefficients") -> str:
     contains 0)."""
     a = gaps["a"].iloc[0] if len(gaps) and "a" in gaps else "a"
     higher, lower = int((gaps["ci_low"] > 0).sum()), int((gaps["ci_high"] < 0).sum())
-    return (f"{a} higher at {higher}, lower at {lower}, no difference detected at {len(gaps) - higher - lower} "
-            f"of {len(gaps)} {what}")
+    count = lambda k: "none" if k == 0 else str(k)  # noqa: E731  ("lower at 0" would read as a coefficient of 0)
+    return (f"{a} higher at {count(higher)} of {len(gaps)} {what}, lower at {count(lower)}, no difference detected "
+            f"at {count(len(gaps) - higher - lower)}")
 
 
 def level_table(acc: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:

@@ -277,7 +277,7 @@ def test_duration_never_reads_zero_minutes():
 
 def test_gap_tally_counts_signs_only_where_the_interval_excludes_zero():
     g = pd.DataFrame(dict(a="prioritized", ci_low=[0.01, -0.02, -0.05], ci_high=[0.05, 0.03, -0.01]))
-    assert plots.gap_tally(g) == "prioritized higher at 1, lower at 1, no difference detected at 1 of 3 coefficients"
+    assert plots.gap_tally(g) == "prioritized higher at 1 of 3 coefficients, lower at 1, no difference detected at 1"
 
 
 def test_plot_exponent_draws_alpha_zero_left_of_the_others_one_line_per_form_and_temperature():
@@ -379,10 +379,10 @@ def test_method_verdicts_tally_the_paired_gaps_per_method():
     assert list(v.index) == ["grpo", "reinforce"] and v.loc["reinforce", "runs"] == 15
     # reinforce: +5.0 points at both betas, every pair the same: both intervals exclude 0
     assert v.loc["reinforce", "final gain, prioritized - standard"] == \
-        "prioritized higher at 2, lower at 0, no difference detected at 0 of 2 coefficients"
+        "prioritized higher at 2 of 2 coefficients, lower at none, no difference detected at none"
     assert v.loc["reinforce", "largest final-gain gap"].startswith("beta ") and "+5.0" in v.loc["reinforce", "largest final-gain gap"]
     # grpo: a zero gap at every pair (a zero-width interval at 0 is no difference)
-    assert v.loc["grpo", "final gain, prioritized - standard"].endswith("no difference detected at 2 of 2 coefficients")
+    assert v.loc["grpo", "final gain, prioritized - standard"].endswith("lower at none, no difference detected at 2")
     # at equal mean KL: the prioritized points sit exactly on the standard curve's x values, 5 points above it
     assert v.loc["reinforce", "at equal mean KL (final gain)"] == "+5.0 to +5.0 points, 2 of 2 points above"
     few = plots.method_verdicts(_two_method_outcomes(), min_pairs=4)
