@@ -544,6 +544,9 @@ def plot_frontier_by_method(outcomes: pd.DataFrame, y: str = "gain", confidence:
     for ax, method in zip(axes[0], methods):
         o = outcomes[(outcomes.method == method) & (outcomes.kl != "none")]
         plot_frontier(frontier_table(o, confidence=confidence), x="mean_kl", y=y, ax=ax, scale_y=100, log_x=True)
+        low, high = ax.get_xlim()
+        if high > 15 * low:  # more than a decade: the 2s and 5s of every decade would run into each other
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set(title=f"{method} ({o.seed.nunique()} RL seeds)", xlabel="mean KL (nats per token)",
                ylabel=f"{y.replace('_', ' ')} (points)" if ax is axes[0, 0] else "")
     fig.tight_layout()

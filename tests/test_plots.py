@@ -394,6 +394,10 @@ def test_plot_frontier_by_method_draws_one_panel_per_method():
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["grpo (3 RL seeds)", "reinforce (3 RL seeds)"]
     assert all(ax.get_xscale() == "log" for ax in fig.axes)
+    for ax in fig.axes:  # minor labels (2 and 5 of a decade) only where the axis spans about one decade
+        low, high = ax.get_xlim()
+        minor = isinstance(ax.xaxis.get_minor_formatter(), matplotlib.ticker.NullFormatter)
+        assert minor == (high > 15 * low)
     assert all(sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["prioritized", "standard"] for ax in fig.axes)
 
 
