@@ -264,7 +264,7 @@ def table_html(frame: pd.DataFrame, index: bool = False) -> str:
     def cell(v):  # an interval breaks before its bracket, never inside it
         return re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace(" ", "\u00a0"), v) if isinstance(v, str) else v
     shown = frame.rename(columns=lambda c: str(c).replace("_", " "))  # a header may wrap between its words
-    shown = shown.apply(lambda col: col.map(cell)) if len(shown.columns) else shown
+    shown = shown.map(cell)
     return shown.to_html(index=index, border=0, classes="critkl-table", na_rep="", justify="right")
 
 
@@ -506,7 +506,8 @@ def plot_frontier(table: pd.DataFrame, x: str = "mean_kl", y: str = "gain", ax=N
     ``_low``/``_high`` t-interval bounds): one curve per KL variant across beta, each point with both
     intervals as error bars and its beta written beside it; runs without a KL are one point. ``scale_x`` and
     ``scale_y`` multiply the coordinates (100: fractions drawn as percent or points); ``log_x`` draws x on a log
-    scale with its decades labelled (KL coefficients span decades)."""
+    scale with its decades labelled (KL coefficients span decades), and the 2s and 5s between them where the axis
+    spans about one decade."""
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(6, 4))[1]
     for kl, g in table.groupby("kl", sort=False):
@@ -526,8 +527,12 @@ def plot_frontier(table: pd.DataFrame, x: str = "mean_kl", y: str = "gain", ax=N
         ax.set_xscale("log")
         plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
         ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(  # label 2 and 5 of each decade, plainly
-            lambda v, _: f"{v:g}" if v > 0 and f"{v:.0e}"[0] in "25" else ""))
+        low, high = ax.get_xlim()
+        if high > 15 * low:  # more than a decade: the 2s and 5s of every decade would run into each other
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        else:
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(  # label 2 and 5 of the decade, plainly
+                lambda v, _: f"{v:g}" if v > 0 and f"{v:.0e}"[0] in "25" else ""))
     ax.legend(title="KL")
     return ax
 
@@ -544,9 +549,6 @@ def plot_frontier_by_method(outcomes: pd.DataFrame, y: str = "gain", confidence:
     for ax, method in zip(axes[0], methods):
         o = outcomes[(outcomes.method == method) & (outcomes.kl != "none")]
         plot_frontier(frontier_table(o, confidence=confidence), x="mean_kl", y=y, ax=ax, scale_y=100, log_x=True)
-        low, high = ax.get_xlim()
-        if high > 15 * low:  # more than a decade: the 2s and 5s of every decade would run into each other
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set(title=f"{method} ({o.seed.nunique()} RL seeds)", xlabel="mean KL (nats per token)",
                ylabel=f"{y.replace('_', ' ')} (points)" if ax is axes[0, 0] else "")
     fig.tight_layout()

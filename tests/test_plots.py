@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 from critkl import plots  # noqa: E402
 
 
-def test_learning_curves_and_tracking_draw():
+def test_learning_curves_and_table1_draw():
     m = pd.DataFrame(dict(episodes=[0, 32, 0, 32], acc_plus=[0.0, 0.1, 0.0, 0.3], kl=["standard"] * 2 + ["prioritized"] * 2))
     ax = plots.plot_learning_curves(m)
     assert ax.get_xlabel() == "training episodes" and len(ax.get_lines()) >= 2
