@@ -202,6 +202,9 @@ class PretrainConfig(ModelConfig):
     min_lr_ratio: float = _f(0.1, "final learning rate as a fraction of lr (cosine decay)")
     warmup_steps: int = _f(50, "linear warm-up steps")
     max_steps: int = _f(1500, "optimizer steps in total")
+    stop_at: float = _f(0.0, "training to mastery: stop at the first evaluation whose worst greedy accuracy over "
+                        "lengths 1..N reaches this (0: run all max_steps; the learning-rate schedule still spans "
+                        "max_steps)", omit_default=True)
     weight_decay: float = _f(0.01, "AdamW weight decay")
     grad_clip: float = _f(1.0, "gradient-norm clipping")
     eval_every: int = _f(250, "steps between evaluations (and at the end)")
@@ -232,7 +235,7 @@ class PretrainConfig(ModelConfig):
             seed=(0, MAX_SEED), batch_size=(1, MAX_BATCH), lr=(0, None, "open"), min_lr_ratio=(0, 1),
             warmup_steps=(0, MAX_COUNT), max_steps=(1, MAX_COUNT), weight_decay=(0, None), grad_clip=(0, None),
             eval_every=(1, MAX_COUNT), eval_samples=(1, MAX_EVAL_SAMPLES), ckpt_every=(1, MAX_COUNT),
-            bucket_pool=(1, MAX_BATCH), aux_fraction=(0, 1)))
+            bucket_pool=(1, MAX_BATCH), aux_fraction=(0, 1), stop_at=(0, 1)))
         if self.level + self.eval_extra_digits > MAX_DIGITS:
             raise _bad("eval_extra_digits", self.eval_extra_digits, f"<= {MAX_DIGITS - self.level} with "
                        f"level={self.level} (operands have at most {MAX_DIGITS} digits)")
@@ -359,11 +362,12 @@ def recorded_config(cfg: dict) -> dict:
 
 def config_name(cfg: dict) -> str:
     """A pre-training configuration without its seed (its seeds share it): level, architecture and size,
-    auxiliary task, steps, precision (``critkl.regime``'s tables and ``critkl.store.shipped_evals`` group by it).
+    auxiliary task, steps (and the mastery stop), precision (``critkl.regime``'s tables and ``critkl.store.shipped_evals`` group by it).
     ``cfg``: a checkpoint's recorded config (a dict; fields left out at their default count as that default)."""
     cfg = recorded_config(cfg)
     aux = f"-{cfg['aux_task']}{cfg['aux_max_digits']}x{cfg['aux_fraction']:g}" if cfg.get("aux_task", "none") != "none" else ""
-    return (f"N{cfg['level']}-{cfg['arch']}{cfg['n_layer']}x{cfg['n_embd']}{aux}-{cfg['max_steps']}steps"
+    stop = f"-stop{cfg['stop_at']:g}" if cfg.get("stop_at", 0) else ""
+    return (f"N{cfg['level']}-{cfg['arch']}{cfg['n_layer']}x{cfg['n_embd']}{aux}-{cfg['max_steps']}steps{stop}"
             f"-lr{cfg['lr']:g}-b{cfg['batch_size']}-{cfg.get('precision', 'bf16')}")
 
 

@@ -2,9 +2,10 @@
 
 ``critkl.critical`` says where the critical characters are; this module says what a model does there:
 teacher-forced probabilities and certainties at every position (``measure``), the paper's Table 1 Delta-J
-(``certainty_delta``, ``table1``), the probabilities the trainer tracks during RL (``critical_probabilities``,
-Fig. 7), where sampled failures start (``failure_sites``) and one sampled output with a certainty per
-character (``sampled_example``, Figs. 1 and 5; ``critkl.plots.render_html`` draws it).
+(``certainty_delta``, ``table1``), the prioritized weight under several calibrations (``calibrations``) and
+as a detector of critical states (``detector``), the probabilities the trainer tracks during RL
+(``critical_probabilities``, Fig. 7), where sampled failures start (``failure_sites``) and one sampled output
+with a certainty per character (``sampled_example``, Figs. 1 and 5; ``critkl.plots.render_html`` draws it).
 """
 from __future__ import annotations
 
@@ -80,6 +81,35 @@ def detector(model, tok, level: int, extra_digits: int = 1, n: int = 128, seed: 
                                  auroc=area, weight_critical=float(w[critical].mean()),
                                  weight_other=float(w[~critical].mean())))
     return pd.DataFrame(rows)
+
+
+def detector_summary(det: pd.DataFrame, by=("level", "certainty", "ref_temperature", "alpha")) -> pd.DataFrame:
+    """``detector`` rows of several checkpoints (a ``checkpoint`` column) averaged per ``by``: how many
+    checkpoints, mean precision, recall and AUROC (and the worst AUROC), mean weight at critical and other
+    states."""
+    return (det.groupby(list(by))
+            .agg(checkpoints=("checkpoint", "nunique"), precision=("precision", "mean"), recall=("recall", "mean"),
+                 auroc=("auroc", "mean"), auroc_min=("auroc", "min"), weight_critical=("weight_critical", "mean"),
+                 weight_other=("weight_other", "mean")).reset_index())
+
+
+def calibrations(model, tok, problems, level: int, calibrations: dict, certainty=CERTAINTIES) -> pd.DataFrame:
+    """``measure`` under several calibrations of the prioritized weight, ``{name: (ref_temperature, alpha)}``,
+    and both certainty forms: the rows of each, with columns ``calibration``, ``certainty_kind`` and
+    ``tokens`` (critical or other)."""
+    frames = [measure(model, tok, problems, level, temperature=1.0, ref_temperature=t, alpha=alpha, certainty=kind)
+              .assign(calibration=name, certainty_kind=kind)
+              for name, (t, alpha) in calibrations.items() for kind in certainty]
+    m = pd.concat(frames, ignore_index=True)
+    return m.assign(tokens=m.critical.map({True: "critical", False: "other"}))
+
+
+def calibration_summary(m: pd.DataFrame) -> pd.DataFrame:
+    """Per calibration, certainty form and token kind (``calibrations`` rows): how many states, the median
+    certainty, the median and mean prioritized weight."""
+    return m.groupby(["calibration", "certainty_kind", "tokens"]).agg(
+        n=("weight", "size"), certainty_median=("certainty", "median"), weight_median=("weight", "median"),
+        weight_mean=("weight", "mean")).reset_index()
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:

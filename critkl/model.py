@@ -18,6 +18,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2L
 from transformers.utils import logging as hf_logging
 
 from .config import DEVICES, ModelConfig
+from .tokenizer import build_tokenizer
 
 hf_logging.disable_progress_bar()  # critkl shows its own progress; weight-loading bars are noise here
 
@@ -50,6 +51,14 @@ def build_model(cfg: ModelConfig, tok) -> PreTrainedModel:
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def model_text(cfg: ModelConfig) -> str:
+    """A configuration's model in words, for prose: ``'Llama, 4 layers x 128, 1.06M parameters'`` (counted on
+    a freshly built model over the task's vocabulary)."""
+    count = n_params(build_model(cfg, build_tokenizer()))
+    arch = {"llama": "Llama", "gpt2": "GPT-2"}.get(cfg.arch, cfg.arch)
+    return f"{arch}, {cfg.n_layer} layers x {cfg.n_embd}, {count / 1e6:.2f}M parameters"
 
 
 # -------------------------------------------------------------------------------------------------

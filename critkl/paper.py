@@ -1,8 +1,9 @@
 """The paper's reported numbers, as data, so that the book prints them beside ours without typing them.
 
 Vassoyan, Beau, Plaud (2025), "Ignore the KL Penalty! Boosting Exploration on Critical Tokens to Enhance RL
-Fine-Tuning", arXiv 2502.06533 (values copied from its Tables 1, 4 and 5, its Figs. 3 and 6, and its model description). The hyper-parameters of its KL
-experiment (Appendix D, Table 3) are the ``paper`` RL preset of ``critkl.config``.
+Fine-Tuning", arXiv 2502.06533 (values copied from its Tables 1, 4 and 5, its Figs. 3, 4 and 6, and its model
+description). The hyper-parameters of its KL experiment (Appendix D, Table 3) are the ``paper`` RL preset of
+``critkl.config``.
 """
 from __future__ import annotations
 
@@ -33,6 +34,20 @@ TABLE5 = pd.DataFrame([(7, "N", 100.0, 0.0), (7, "N+1", 69.0, 2.4), (7, "N+2", 0
 # Section 4 / appendix D: the paper's models, GPT-2s of about 85M parameters with a character tokenizer, trained
 # from scratch on scratchpad additions balanced over operand lengths 1..N, at N = 7, 9, 11 and 13.
 MODEL = dict(arch="GPT-2", params_millions=85, levels=(7, 9, 11, 13))
+
+
+def words(values, last: str = "and") -> str:
+    """``(7, 9, 11, 13)`` -> ``'7, 9, 11 and 13'``, for prose."""
+    values = [f"{v:g}" if isinstance(v, float) else str(v) for v in values]
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} {last} {values[-1]}"
+
+
+def model_text() -> str:
+    """The paper's models in words, for prose: ``'GPT-2, ~85M parameters'``."""
+    return f"{MODEL['arch']}, ~{MODEL['params_millions']}M parameters"
+
+# Fig. 4: learning curves of the standard and prioritized KL from the N = 7 model, on plus-1 (N + 1 = 8) problems.
+FIG4 = dict(level=7, extra_digits=1)
 
 # Fig. 3: RL with the standard KL from models pre-trained up to N = 9, 11, 13, on plus-2 problems (its caption and
 # released code; its text says plus-1), KL coefficient 10, 3 rounds.

@@ -572,12 +572,20 @@ def method_verdicts(outcomes: pd.DataFrame, confidence: float = 0.95, min_pairs:
                 best = g.sort_values("mean").iloc[-1]
                 row["largest final-gain gap"] = f"beta {best['beta']:g}: {gap_verdict(best)}"
         d = at_equal(frontier_table(o[o.kl != "none"], confidence=confidence), "prioritized", "standard",
-                     x="mean_kl", y="gain").dropna(subset=["difference"])
-        row["at equal mean KL (final gain)"] = (
-            f"{100 * d.difference.min():+.1f} to {100 * d.difference.max():+.1f} points, {int((d.difference > 0).sum())} "
-            f"of {len(d)} points above" if len(d) else "no prioritized point inside the standard curve's range")
+                     x="mean_kl", y="gain")
+        row["at equal mean KL (final gain)"] = equal_span(d)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def equal_span(d: pd.DataFrame) -> str:
+    """``analysis.at_equal`` rows in words, the one phrasing of the book: the range of the differences (in
+    points) and at how many of the coefficients inside the other curve's range the first curve lies above it."""
+    d = d.dropna(subset=["difference"])
+    if not len(d):
+        return "outside the standard curve's range (no coefficient to compare)"
+    return (f"{100 * d.difference.min():+.1f} to {100 * d.difference.max():+.1f} points from the standard curve; "
+            f"above it at {int((d.difference > 0).sum())} of the {len(d)} coefficients inside its range")
 
 
 def plot_exponent(gaps: pd.DataFrame, ax=None, scale: float = 100.0, ylabel: str = "gap to the standard KL (points)"):

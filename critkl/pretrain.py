@@ -191,7 +191,8 @@ def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, pro
 
 def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: bool = True, on_step=None) -> Path:
     """The training loop (nanoGPT's ``train.py``): batch -> loss -> backward -> clip -> step, evaluate
-    every ``eval_every`` steps, save the resumable state every ``ckpt_every`` steps."""
+    every ``eval_every`` steps (and stop there once the comfort zone is mastered, with ``stop_at``), save the
+    resumable state every ``ckpt_every`` steps."""
     tok = build_tokenizer()
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model_config(), tok).to(device)
@@ -240,16 +241,20 @@ def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: b
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         # ---- evaluate, checkpoint
+        mastered = False
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             df = accuracy_by_digits(model, tok, lengths, cfg.eval_samples, seed=cfg.seed + 1)
             evals.extend(df.assign(step=step, seconds=time.perf_counter() - t0).to_dict("records"))
             if progress:
                 bar.write(f"step {step}: " + " ".join(f"{int(r.digits)}d={r.accuracy:.2f}" for r in df.itertuples()))
-        if step % cfg.ckpt_every == 0 and step < cfg.max_steps:
+            mastered = cfg.stop_at > 0 and df[df.digits <= cfg.level].accuracy.min() >= cfg.stop_at
+        if step % cfg.ckpt_every == 0 and step < cfg.max_steps and not mastered:
             run.save_state(dict(model=model.state_dict(), opt=opt.state_dict(), rng=rng_state(), step=step,
                                 elapsed=elapsed, tokens=tokens, padded=padded, evals=evals, log=log))
         if on_step is not None:
             on_step(step)
+        if mastered:
+            break  # training to mastery: the comfort zone is mastered, stop here
     bar.close()
 
     last = pd.DataFrame(evals).query("step == @step")

@@ -6,7 +6,8 @@ from-scratch model may solve none. ``probe`` measures, for one checkpoint, what 
 anything to work with: in-distribution and out-of-distribution accuracy, plus-1 success at the sampling
 temperatures, and how the model treats the critical tokens. ``record`` appends the numbers (with a note and
 the command that trained the checkpoint) to a CSV of every configuration tried, ``results/regime_search.csv``
-(``probe_and_record`` does both).
+(``probe_and_record`` does both). ``premise_summary``, ``seed_spread`` and ``training_summary`` read such a
+table and the shipped checkpoints' pre-training evaluations for the book.
 """
 from __future__ import annotations
 
@@ -158,3 +159,31 @@ def premise_summary(rows: pd.DataFrame) -> pd.DataFrame:
     out["verdict"] = ["holds" if p >= 2 and s >= 3 else "fails" if f >= 2 else "open"
                       for p, s, f in zip(out.premise_seeds, out.seeds, failing)]
     return out
+
+
+def seed_spread(rows: pd.DataFrame, columns) -> tuple[pd.DataFrame, dict]:
+    """How far apart the pre-training seeds of one configuration land: per configuration (``config``) and
+    column, the largest value minus the smallest; and per column, the configuration where that spread is the
+    widest with its smallest and largest value, ``{column: (config, low, high)}``."""
+    g = rows.groupby("config", sort=False)[list(columns)]
+    spread = g.max() - g.min()
+    widest = {}
+    for col in columns:
+        config = spread[col].idxmax()
+        values = rows.loc[rows.config == config, col]
+        widest[col] = (config, float(values.min()), float(values.max()))
+    return spread, widest
+
+
+def training_summary(evals: pd.DataFrame, bound: float) -> dict:
+    """What the pre-training evaluations of shipped checkpoints (``store.shipped_evals`` rows) say about
+    mastery: how many checkpoints, how many ended with their worst greedy accuracy over lengths 1..N below
+    ``bound``, how many of these were still rising at their last evaluation, the best greedy plus-1 accuracy
+    at any evaluation, and the range of training minutes."""
+    worst = evals[evals.digits <= evals.level].groupby(["checkpoint", "step"]).accuracy.min()
+    curves = [w.to_numpy() for _, w in worst.groupby(level="checkpoint")]
+    below = [w for w in curves if w[-1] < bound]
+    return dict(checkpoints=int(evals.checkpoint.nunique()), below=len(below),
+                rising=sum(len(w) > 1 and w[-1] > w[-2] for w in below),
+                best_plus1=float(evals[evals.digits == evals.level + 1].accuracy.max()),
+                minutes=(float(evals.minutes.min()), float(evals.minutes.max())))

@@ -7,14 +7,15 @@
 #   JOBS=1 bash results/campaign.sh levels & JOBS=1 bash results/campaign.sh beyond   # two steps side by side
 #
 # Steps: levels (pre-train, probe and ship N = 2..5 x 3 seeds), table1 (Table 1 / Fig. 5 per level), exploration
-# (Fig. 3), beyond (the side-by-side), ablation (Fig. 6), frontier-a2c, frontier-grpo (the other RL methods).
+# (Fig. 3), beyond (the side-by-side), ablation (Fig. 6), frontier-a2c, frontier-grpo (the other RL methods), regime
+# (the regime search's current configuration; SEEDS picks pre-training seeds, e.g. SEEDS=1).
 # It runs a frozen copy of HEAD (a git worktree under /tmp), so editing the code meanwhile cannot change a sweep
 # half-way; sweeps/, results/, models/ and .critkl-home/ are this checkout's (symlinked). Two jobs, one torch
 # thread each: the 2-core machines of this project (JOBS sets the sweeps' --jobs, default 2; CRITKL_TORCH_THREADS each
 # point's threads, default 1: a pre-training alone on the machine, `JOBS=1 CRITKL_TORCH_THREADS=2 bash results/campaign.sh levels`). Commit finished points (folders with done.json) as they land.
 set -euo pipefail
 ROOT=$(git rev-parse --show-toplevel)
-ALL="levels table1 exploration beyond ablation frontier-a2c frontier-grpo"
+ALL="levels table1 exploration beyond ablation frontier-a2c frontier-grpo regime"
 STEPS=${*:-$ALL}
 for step in $STEPS; do
   case " $ALL " in *" $step "*) ;; *) echo "campaign: unknown step '$step'; steps: $ALL" >&2; exit 2;; esac

@@ -13,7 +13,7 @@ from critkl.critical import SITES, locate
 from critkl.losses import certainty
 from critkl.measure import (certainty_delta, classify_site, critical_probabilities, delta_certainty, failure_row,
                             failure_site_counts, failure_sites, first_divergence, generation_deltas, measure,
-                            sampled_example, summarize, table1, teacher_forced)
+                            sampled_example, summarize, table1, teacher_forced, tracking_problems)
 from critkl.model import build_model, load_checkpoint
 from critkl.plots import render_html
 from critkl.tokenizer import build_tokenizer, encode
@@ -278,3 +278,31 @@ def test_detector_counts_the_locators_states_and_follows_the_threshold(tiny):
     assert (high.recall == 1).all() and np.allclose(high.precision, n_crit / high.tokens)
     assert d.groupby("certainty").auroc.nunique().eq(1).all()  # the weight is monotone in J: one AUROC
     assert (d.tokens == n_tok).all()
+
+
+def test_detector_summary_averages_checkpoints_per_setting():
+    from critkl.measure import detector_summary
+    det = pd.DataFrame(dict(checkpoint=["a", "b", "a", "b"], level=3, certainty="max_prob", ref_temperature=1.0,
+                            alpha=[150.0, 150.0, 1000.0, 1000.0], precision=[0.2, 0.4, 0.5, 0.5],
+                            recall=[1.0, 0.0, 0.5, 0.7], auroc=[0.9, 0.7, 0.9, 0.7], weight_critical=[0.1, 0.3, 0, 0],
+                            weight_other=[0.9, 0.7, 0.5, 0.5]))
+    s = detector_summary(det).set_index("alpha")
+    assert list(s.checkpoints) == [2, 2]
+    assert s.loc[150.0, "precision"] == pytest.approx(0.3) and s.loc[150.0, "recall"] == pytest.approx(0.5)
+    assert s.loc[150.0, "auroc"] == pytest.approx(0.8) and s.loc[150.0, "auroc_min"] == pytest.approx(0.7)
+    assert s.loc[150.0, "weight_critical"] == pytest.approx(0.2) and s.loc[1000.0, "recall"] == pytest.approx(0.6)
+
+
+def test_calibrations_measure_each_calibration_and_form(tiny):
+    from critkl.measure import calibration_summary, calibrations
+    model, tok = tiny
+    problems = tracking_problems(2, 1, 3, 0)
+    m = calibrations(model, tok, problems, 2, {"paper": (4.0, 150.0), "ours": (1.0, 1000.0)})
+    alone = measure(model, tok, problems, 2, ref_temperature=4.0, alpha=150.0, certainty="entropy")
+    mine = m[(m.calibration == "paper") & (m.certainty_kind == "entropy")].reset_index(drop=True)
+    assert np.allclose(mine.weight, alone.weight) and len(m) == 4 * len(alone)
+    assert set(m.tokens) <= {"critical", "other"} and (m.tokens == "critical").sum() == 4 * alone.critical.sum()
+    s = calibration_summary(m)
+    assert len(s) == 2 * 2 * m.tokens.nunique() and s.n.sum() == len(m)
+    row = s[(s.calibration == "paper") & (s.certainty_kind == "entropy") & (s.tokens == "other")].iloc[0]
+    assert row.weight_median == pytest.approx(alone[~alone.critical].weight.median())

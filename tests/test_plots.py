@@ -384,7 +384,8 @@ def test_method_verdicts_tally_the_paired_gaps_per_method():
     # grpo: a zero gap at every pair (a zero-width interval at 0 is no difference)
     assert v.loc["grpo", "final gain, prioritized - standard"].endswith("lower at none, no difference detected at 2")
     # at equal mean KL: the prioritized points sit exactly on the standard curve's x values, 5 points above it
-    assert v.loc["reinforce", "at equal mean KL (final gain)"] == "+5.0 to +5.0 points, 2 of 2 points above"
+    assert v.loc["reinforce", "at equal mean KL (final gain)"] == (
+        "+5.0 to +5.0 points from the standard curve; above it at 2 of the 2 coefficients inside its range")
     few = plots.method_verdicts(_two_method_outcomes(), min_pairs=4)
     assert (few["final gain, prioritized - standard"] == "fewer than 4 pairs").all()
 
@@ -405,3 +406,10 @@ def test_table_html_breaks_between_mean_and_interval_only():
     f = pd.DataFrame({"final_gain": ["+1.0 [-0.5, +2.5]"], "runs": [3]})
     html = plots.table_html(f)
     assert "<th>final gain</th>" in html and "+1.0 [-0.5,\u00a0+2.5]" in html
+
+
+def test_equal_span_in_words():
+    from critkl.plots import equal_span
+    d = pd.DataFrame(dict(difference=[0.02, -0.01, float("nan")]))
+    assert equal_span(d) == "-1.0 to +2.0 points from the standard curve; above it at 1 of the 2 coefficients inside its range"
+    assert equal_span(d.iloc[2:]) == "outside the standard curve's range (no coefficient to compare)"

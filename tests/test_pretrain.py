@@ -210,3 +210,27 @@ def test_bucketed_pool_holds_the_padded_pools_examples():
         masks = [make_batch(tok, ps, aux=fs)[1] for ps, fs in pool]
         return 1 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
     assert padding(batch_pool(new, 0)) < 0.5 * padding(batch_pool(old, 0))
+
+
+def test_training_to_mastery_stops_at_the_first_mastered_evaluation(monkeypatch, _home):
+    import sys
+
+    import pandas as pd
+    pt = sys.modules["critkl.pretrain"]  # the module (the package's `pretrain` name is the function)
+    calls = []
+
+    def fake_accuracy(model, tok, lengths, n, seed=0):  # mastered 1..N from the second evaluation on
+        calls.append(None)
+        good = len(calls) >= 2
+        return pd.DataFrame(dict(digits=list(lengths), accuracy=[1.0 if good and d <= 2 else 0.5 for d in lengths]))
+
+    monkeypatch.setattr(pt, "accuracy_by_digits", fake_accuracy)
+    steps = []
+    path = pretrain(preset="tiny", level=2, eval_every=5, stop_at=1.0, progress=False, on_step=steps.append)
+    info = json.loads((path / "critkl.json").read_text())
+    assert info["steps"] == 10 and steps == list(range(1, 11))  # stopped at the step-10 evaluation
+    assert info["config"]["stop_at"] == 1.0 and info["final_accuracy"] == {"1": 1.0, "2": 1.0, "3": 0.5}
+    from critkl.config import config_name
+    assert config_name(info["config"]).startswith("N2-llama2x32-20steps-stop1-")
+    with pytest.raises(ValueError, match="stop_at"):
+        pretrain_config("tiny", stop_at=1.5)

@@ -121,3 +121,25 @@ def test_config_name_of_a_recorded_config_that_left_out_a_default_field():
     assert "modsum8x0.3" in config_name(recorded)
     assert recorded_config(recorded)["aux_max_digits"] == 8
     assert recorded_config(cache_dict(pretrain_config("cpu-modsum", level=4)))["aux_max_digits"] == 7  # kept as given
+
+
+def test_seed_spread_names_the_widest_configuration():
+    from critkl.regime import seed_spread
+    rows = pd.DataFrame(dict(config=["A", "A", "A", "B", "B"], plus1_T1=[0.1, 0.3, 0.2, 0.0, 0.5],
+                             greedy_min_1toN=[0.9, 1.0, 0.95, 0.99, 0.99]))
+    spread, widest = seed_spread(rows, ["plus1_T1", "greedy_min_1toN"])
+    assert spread.loc["A", "plus1_T1"] == pytest.approx(0.2) and spread.loc["B", "plus1_T1"] == pytest.approx(0.5)
+    assert widest["plus1_T1"] == ("B", 0.0, 0.5) and widest["greedy_min_1toN"] == ("A", 0.9, 1.0)
+
+
+def test_training_summary_counts_checkpoints_below_the_bound_and_still_rising():
+    from critkl.regime import training_summary
+    rows = []
+    # worst of 1..2 digits per step: a ends at 1.0; b ends at 0.9 rising (0.8 -> 0.9); c ends at 0.5 falling
+    for ckpt, worst, minutes in [("a", [0.5, 1.0], 10.0), ("b", [0.8, 0.9], 12.0), ("c", [0.7, 0.5], 30.0)]:
+        for step, w in zip([100, 200], worst):
+            rows += [dict(checkpoint=ckpt, step=step, level=2, digits=1, accuracy=1.0, minutes=minutes),
+                     dict(checkpoint=ckpt, step=step, level=2, digits=2, accuracy=w, minutes=minutes),
+                     dict(checkpoint=ckpt, step=step, level=2, digits=3, accuracy=w / 10, minutes=minutes)]
+    s = training_summary(pd.DataFrame(rows), bound=0.97)
+    assert s == dict(checkpoints=3, below=2, rising=1, best_plus1=pytest.approx(0.1), minutes=(10.0, 30.0))
