@@ -36,8 +36,14 @@ PREMISE = (("greedy_min_1toN", ">=", 0.97), ("plus1_T1", ">=", 0.15), ("plus1_T1
 
 def premise_holds(row: dict) -> bool:
     """Whether one probed checkpoint meets every criterion of ``PREMISE``."""
+    return not missed_criteria(row)
+
+
+def missed_criteria(row: dict) -> list[str]:
+    """The criteria of ``PREMISE`` that one probed checkpoint misses, in words with its value:
+    ``['fail_at_critical 0.40, not >= 0.5']`` (empty when the premise holds)."""
     ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
-    return all(ops[op](row[col], bound) for col, op, bound in PREMISE)
+    return [f"{col} {row[col]:.2f}, not {op} {bound:g}" for col, op, bound in PREMISE if not ops[op](row[col], bound)]
 
 
 @torch.no_grad()

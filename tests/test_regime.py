@@ -64,6 +64,10 @@ def test_premise_criteria():
     for col, value in [("greedy_min_1toN", 0.96), ("plus1_T1", 0.1), ("plus1_T1", 0.7), ("fail_at_critical", 0.4),
                        ("p_first_comma_mean", 0.9)]:
         assert not premise_holds({**good, col: value}), col
+    from critkl.regime import missed_criteria
+    assert missed_criteria(good) == []
+    assert missed_criteria({**good, "plus1_T1": 0.7, "p_first_comma_mean": 0.83}) == [
+        "plus1_T1 0.70, not <= 0.6", "p_first_comma_mean 0.83, not <= 0.8"]
 
 
 def test_premise_summary_verdicts():
