@@ -251,12 +251,16 @@ def variant_gaps(outcomes: pd.DataFrame, baseline: str, values=("gain", "auc_gai
     return pd.DataFrame(rows, columns=["a", "b", "value", "n", "mean", "ci_low", "ci_high", "half_width"])
 
 
-def at_equal(table: pd.DataFrame, a: str, b: str, x: str = "mean_kl", y: str = "gain", log_x: bool = True) -> pd.DataFrame:
+def at_equal(table: pd.DataFrame, a: str, b: str, x: str = "mean_kl", y: str = "gain", log_x: bool = True,
+             min_runs: int = 2) -> pd.DataFrame:
     """Frontier dominance, read off the means of ``frontier_table``: for each point (beta) of variant ``a``,
     variant ``b``'s ``y`` at the same ``x``, linearly interpolated between ``b``'s neighbouring points (on
     log ``x`` when ``log_x``: KL spans decades); NaN where ``a``'s ``x`` lies outside ``b``'s range. A positive
     ``difference`` means ``a`` learns more at equal closeness. Means only: each point's own interval stays in
-    the table. Columns: beta, x, y_a, y_b, difference."""
+    the table. Points of fewer than ``min_runs`` runs (a coefficient whose sweep has just started; the table's
+    ``runs`` column) are left out of both curves. Columns: beta, x, y_a, y_b, difference."""
+    if "runs" in table:
+        table = table[table.runs >= min_runs]
     pa = table[table.kl == a].sort_values(x)
     pb = table[table.kl == b].dropna(subset=[x, y]).sort_values(x)
     f = np.log if log_x else np.asarray

@@ -238,6 +238,12 @@ def test_at_equal_interpolates_the_other_curve_on_log_x():
     assert np.isnan(d.loc[0.01, "y_b"])  # outside standard's range
     lin = analysis.at_equal(t, "prioritized", "standard", log_x=False).set_index("beta")
     assert lin.loc[1.0, "y_b"] == pytest.approx(0.2 * 0.009 / 0.099)
+    # a one-run point (a coefficient whose sweep has just started) is not part of either curve
+    runs = t.assign(runs=[10, 10, 10, 10])
+    one = pd.concat([runs, pd.DataFrame(dict(kl=["standard"], beta=[0.001], mean_kl=[2.0], gain=[0.5], runs=[1]))])
+    pd.testing.assert_frame_equal(analysis.at_equal(one, "prioritized", "standard"),
+                                  analysis.at_equal(runs, "prioritized", "standard"))
+    assert not np.isnan(analysis.at_equal(one, "prioritized", "standard", min_runs=1).set_index("beta").loc[0.01, "y_b"])
 
 
 def test_with_variant_names_the_kl_the_certainty_and_the_policy_gradient_change():
