@@ -362,7 +362,8 @@ def recorded_config(cfg: dict) -> dict:
 
 def config_name(cfg: dict) -> str:
     """A pre-training configuration without its seed (its seeds share it): level, architecture and size,
-    auxiliary task, steps (and the mastery stop), precision (``critkl.regime``'s tables and ``critkl.store.shipped_evals`` group by it).
+    auxiliary task, steps (and the mastery stop), precision (``critkl.regime``'s tables and
+    ``critkl.store.shipped_evals`` group by it).
     ``cfg``: a checkpoint's recorded config (a dict; fields left out at their default count as that default)."""
     cfg = recorded_config(cfg)
     aux = f"-{cfg['aux_task']}{cfg['aux_max_digits']}x{cfg['aux_fraction']:g}" if cfg.get("aux_task", "none") != "none" else ""

@@ -46,6 +46,7 @@ def model_text() -> str:
     """The paper's models in words, for prose: ``'GPT-2, ~85M parameters'``."""
     return f"{MODEL['arch']}, ~{MODEL['params_millions']}M parameters"
 
+
 # Fig. 4: learning curves of the standard and prioritized KL from the N = 7 model, on plus-1 (N + 1 = 8) problems.
 FIG4 = dict(level=7, extra_digits=1)
 

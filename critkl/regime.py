@@ -172,12 +172,12 @@ def seed_spread(rows: pd.DataFrame, columns) -> tuple[pd.DataFrame, dict]:
     column, the largest value minus the smallest; and per column, the configuration where that spread is the
     widest with its smallest and largest value, ``{column: (config, low, high)}``."""
     g = rows.groupby("config", sort=False)[list(columns)]
-    spread = g.max() - g.min()
+    low, high = g.min(), g.max()
+    spread = high - low
     widest = {}
     for col in columns:
         config = spread[col].idxmax()
-        values = rows.loc[rows.config == config, col]
-        widest[col] = (config, float(values.min()), float(values.max()))
+        widest[col] = (config, float(low.at[config, col]), float(high.at[config, col]))
     return spread, widest
 
 
