@@ -134,39 +134,46 @@ RUN = ("method", "kl", "beta", "seed", "pretrain_seed")
 OUTCOMES = ("gain", "auc_gain", "comfort_change", "mean_kl", "critical_change")
 
 
-def run_outcomes(metrics: pd.DataFrame, run=RUN, thresholds=(0.05, 0.10), value: str = "acc_plus") -> pd.DataFrame:
-    """One row per run (a group of ``run``) of a table with one row per evaluation (``round`` 0 = before RL):
+def run_outcomes(metrics: pd.DataFrame, run=RUN, thresholds=(0.05, 0.10),
+                 value: str = "acc_plus") -> pd.DataFrame:
+    """One row per run (a group of ``run``) of a table with one row per evaluation (``round`` 0 =
+    before RL):
 
     - ``start``, ``final``: ``value`` at round 0 and at the last round; ``gain`` = final - start;
-    - ``auc_gain``: the mean height of the learning curve over the episodes (``auc``) minus start, so a
-      method that learns faster has a larger one at the same final gain (the paper's "faster");
-    - ``comfort_start``, ``comfort_final``, ``comfort_change``: ``acc_comfort`` first, last and last minus
-      first; ``critical_change``: the same change for ``p_critical_mean`` (the right token's probability at the
-      tracked critical tokens);
-    - ``early_gain``, ``late_gain``: the gain over the first and over the second half of training (``value`` at
-      the middle evaluation minus start; final minus that): a curve that plateaus gains early and not late;
+    - ``auc_gain``: the mean height of the learning curve over the episodes (``auc``) minus start,
+      so a method that learns faster has a larger one at the same final gain (the paper's "faster");
+    - ``comfort_start``, ``comfort_final``, ``comfort_change``: ``acc_comfort`` first, last and last
+      minus first; ``critical_change``: the same change for ``p_critical_mean`` (the right token's
+      probability at the tracked critical tokens);
+    - ``early_gain``, ``late_gain``: the gain over the first and over the second half of training
+      (``value`` at the middle evaluation minus start; final minus that): a curve that plateaus
+      gains early and not late;
     - ``mean_kl``: mean over the training rounds (round >= 1) of the per-token KL to the reference;
-      ``weight_critical``, ``weight_other``: the same mean of the KL weight at the critical and at the other
-      states of the collected episodes (NaN where the metrics lack them);
-    - for each threshold ``t`` (e.g. 0.05): ``episodes_to_5`` (NaN when never reached) and ``censored_5``.
-    Runs without a KL (``kl == "none"``) get ``beta`` 0. Columns of ``run`` that the table lacks are left out
-    of the grouping."""
+      ``weight_critical``, ``weight_other``: the same mean of the KL weight at the critical and at
+      the other states of the collected episodes (NaN where the metrics lack them);
+    - for each threshold ``t`` (e.g. 0.05): ``episodes_to_5`` (NaN when never reached) and
+      ``censored_5``.
+    Runs without a KL (``kl == "none"``) get ``beta`` 0. Columns of ``run`` that the table lacks are
+    left out of the grouping."""
     run = [c for c in run if c in metrics]
     rows = []
     for key, g in _groups(metrics, run):
         g = g.sort_values("episodes")
         first, last = g.iloc[0], g.iloc[-1]
         if key.get("kl") == "none" and "beta" in key:
-            key["beta"] = 0.0  # no penalty is a coefficient of 0, whatever beta the run's config carried
+            # no penalty is a coefficient of 0, whatever beta the run's config carried
+            key["beta"] = 0.0
         row = {**key, "start": float(first[value]), "final": float(last[value]),
                "gain": float(last[value] - first[value]), "episodes": float(last["episodes"])}
         row["auc_gain"] = float(auc(g, value, group=()).auc.iloc[0]) - row["start"]
         middle = float(g.iloc[len(g) // 2][value])  # 11 evaluations (rounds 0..10): round 5
         row["early_gain"], row["late_gain"] = middle - row["start"], row["final"] - middle
-        for col, name in (("acc_comfort", "comfort_change"), ("p_critical_mean", "critical_change")):
+        for col, name in (("acc_comfort", "comfort_change"),
+                          ("p_critical_mean", "critical_change")):
             row[name] = float(last[col] - first[col]) if col in g else float("nan")
-        row["comfort_start"], row["comfort_final"] = ((float(first["acc_comfort"]), float(last["acc_comfort"]))
-                                                      if "acc_comfort" in g else (float("nan"), float("nan")))
+        row["comfort_start"], row["comfort_final"] = (
+            (float(first["acc_comfort"]), float(last["acc_comfort"]))
+            if "acc_comfort" in g else (float("nan"), float("nan")))
         trained = g[g["round"] > 0] if "round" in g else g.iloc[1:]
         for col in ("mean_kl", "weight_critical", "weight_other"):
             row[col] = float(trained[col].mean()) if col in g and len(trained) else float("nan")
@@ -251,14 +258,15 @@ def variant_gaps(outcomes: pd.DataFrame, baseline: str, values=("gain", "auc_gai
     return pd.DataFrame(rows, columns=["a", "b", "value", "n", "mean", "ci_low", "ci_high", "half_width"])
 
 
-def at_equal(table: pd.DataFrame, a: str, b: str, x: str = "mean_kl", y: str = "gain", log_x: bool = True,
-             min_runs: int = 2) -> pd.DataFrame:
-    """Frontier dominance, read off the means of ``frontier_table``: for each point (beta) of variant ``a``,
-    variant ``b``'s ``y`` at the same ``x``, linearly interpolated between ``b``'s neighbouring points (on
-    log ``x`` when ``log_x``: KL spans decades); NaN where ``a``'s ``x`` lies outside ``b``'s range. A positive
-    ``difference`` means ``a`` learns more at equal closeness. Means only: each point's own interval stays in
-    the table. Points of fewer than ``min_runs`` runs (a coefficient whose sweep has just started; the table's
-    ``runs`` column) are left out of both curves. Columns: beta, x, y_a, y_b, difference."""
+def at_equal(table: pd.DataFrame, a: str, b: str, x: str = "mean_kl", y: str = "gain",
+             log_x: bool = True, min_runs: int = 2) -> pd.DataFrame:
+    """Frontier dominance, read off the means of ``frontier_table``: for each point (beta) of
+    variant ``a``, variant ``b``'s ``y`` at the same ``x``, linearly interpolated between ``b``'s
+    neighbouring points (on log ``x`` when ``log_x``: KL spans decades); NaN where ``a``'s ``x``
+    lies outside ``b``'s range. A positive ``difference`` means ``a`` learns more at equal
+    closeness. Means only: each point's own interval stays in the table. Points of fewer than
+    ``min_runs`` runs (a coefficient whose sweep has just started; the table's ``runs`` column) are
+    left out of both curves. Columns: beta, x, y_a, y_b, difference."""
     if "runs" in table:
         table = table[table.runs >= min_runs]
     pa = table[table.kl == a].sort_values(x)
@@ -268,8 +276,8 @@ def at_equal(table: pd.DataFrame, a: str, b: str, x: str = "mean_kl", y: str = "
     y_a, yb = pa[y].to_numpy(dtype=float), pb[y].to_numpy(dtype=float)
     inside = (xa >= xb.min()) & (xa <= xb.max()) if len(xb) >= 2 else np.zeros(len(xa), dtype=bool)
     y_b = np.where(inside, np.interp(xa, xb, yb) if len(xb) else np.nan, np.nan)
-    return pd.DataFrame(dict(beta=pa["beta"].to_numpy() if "beta" in pa else np.nan, x=pa[x].to_numpy(dtype=float),
-                             y_a=y_a, y_b=y_b, difference=y_a - y_b))
+    return pd.DataFrame(dict(beta=pa["beta"].to_numpy() if "beta" in pa else np.nan,
+                             x=pa[x].to_numpy(dtype=float), y_a=y_a, y_b=y_b, difference=y_a - y_b))
 
 
 def with_method(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -320,9 +328,10 @@ def exponent_gaps(outcomes: pd.DataFrame, value: str = "auc_gain", pair_on=("see
 
 
 def slope(x, y, confidence: float = 0.95) -> dict:
-    """Least-squares slope of ``y`` on ``x`` (pairs with a NaN dropped) with its Student-t interval (df n - 2),
-    and Pearson's r. E.g. per run, gain against the rise of the right-token probability at the critical
-    tokens: does more learning come with more movement there? Keys: n, slope, ci_low, ci_high, r."""
+    """Least-squares slope of ``y`` on ``x`` (pairs with a NaN dropped) with its Student-t interval
+    (df n - 2), and Pearson's r. E.g. per run, gain against the rise of the right-token probability
+    at the critical tokens: does more learning come with more movement there? Keys: n, slope,
+    ci_low, ci_high, r."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = ~(np.isnan(x) | np.isnan(y))
     x, y = x[keep], y[keep]
@@ -335,7 +344,8 @@ def slope(x, y, confidence: float = 0.95) -> dict:
     resid = dy - b * dx
     se = float(np.sqrt((resid ** 2).sum() / (n - 2) / (dx ** 2).sum()))
     half = t_quantile(confidence, n - 2) * se
-    r = float((dx * dy).sum() / np.sqrt((dx ** 2).sum() * (dy ** 2).sum())) if np.ptp(y) > 0 else float("nan")
+    r = (float((dx * dy).sum() / np.sqrt((dx ** 2).sum() * (dy ** 2).sum())) if np.ptp(y) > 0
+         else float("nan"))
     return dict(n=n, slope=b, ci_low=b - half, ci_high=b + half, r=r)
 
 

@@ -546,21 +546,24 @@ def rl_config(preset: str = "cpu-reinforce", **overrides) -> RLConfig:
 
 
 def preset_table(kind: str, presets, differing: bool = True):
-    """The presets of ``kind`` (``"pretrain"`` or ``"rl"``) side by side: one row per config field, one column
-    per preset, then the field's meaning (its help text's first clause); with ``differing``, only the fields on which
-    the presets disagree. The ``paper`` presets hold the paper's values (its Tables 2-3), so this is the
-    book's hyper-parameter table, derived from the configs that the runs use (a pandas DataFrame)."""
+    """The presets of ``kind`` (``"pretrain"`` or ``"rl"``) side by side: one row per config field,
+    one column per preset, then the field's meaning (its help text's first clause); with
+    ``differing``, only the fields on which the presets disagree. The ``paper`` presets hold the
+    paper's values (its Tables 2-3), so this is the book's hyper-parameter table, derived from the
+    configs that the runs use (a pandas DataFrame)."""
     import pandas as pd
     make = {"pretrain": pretrain_config, "rl": rl_config}.get(kind)
     if make is None:
         raise ValueError(f"kind={kind!r} is not allowed; choose pretrain or rl")
     cfgs = {p: make(p) for p in presets}
-    fields = [f for f in dataclasses.fields(next(iter(cfgs.values()))) if f.name not in ("preset", "model_dir")]
+    fields = [f for f in dataclasses.fields(next(iter(cfgs.values())))
+              if f.name not in ("preset", "model_dir")]
     def meaning(text: str, width: int = 70) -> str:
         text = text.split(". ")[0]
         return text if len(text) <= width else text[:width - 1].rsplit(" ", 1)[0] + " ..."
     rows = [{"field": f.name, **{p: getattr(c, f.name) for p, c in cfgs.items()},
-             "meaning": meaning(f.metadata.get("help", ""))} for f in fields]  # the values first: a narrow page shows them
+             "meaning": meaning(f.metadata.get("help", ""))}
+            for f in fields]  # the values first: a narrow page shows them
     out = pd.DataFrame(rows)
     if differing:
         out = out[out[list(cfgs)].astype(str).nunique(axis=1) > 1]

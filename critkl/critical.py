@@ -80,10 +80,10 @@ def _list_tokens(step: int, operand: int, first_digit: int, m: int, seen: int, t
 
 
 def locate(a: int, b: int, level: int, steps: int = 3, sites=("paper",)) -> list[CriticalToken]:
-    """Critical characters of ``(a, b)`` for a model pre-trained up to ``level`` digits, on the first
-    ``steps`` scratchpad lines (the reference code tracks three), in text order per line and operand.
-    ``sites``: ``"paper"`` (the reference implementation's set) and/or ``"appendix_b"`` (``n_copy``, see
-    the module docstring)."""
+    """Critical characters of ``(a, b)`` for a model pre-trained up to ``level`` digits, on the
+    first ``steps`` scratchpad lines (the reference code tracks three), in text order per line and
+    operand. ``sites``: ``"paper"`` (the reference implementation's set) and/or ``"appendix_b"``
+    (``n_copy``, see the module docstring)."""
     task._check_level(level)
     sites = _check_sites(sites)
     if steps < 1:

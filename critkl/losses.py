@@ -41,18 +41,19 @@ def kl_estimate(logp, ref_logp, estimator: str = "k2") -> torch.Tensor:
 
 
 def certainty(ref_logits: torch.Tensor, temperature: float, kind: str = "max_prob") -> torch.Tensor:
-    """J(s), the reference model's certainty at state s, in [0, 1]: 1 for a one-hot distribution, 0 for
-    a uniform one. ``temperature`` is the reference temperature T (4 in the paper), applied as
+    """J(s), the reference model's certainty at state s, in [0, 1]: 1 for a one-hot distribution, 0
+    for a uniform one. ``temperature`` is the reference temperature T (4 in the paper), applied as
     softmax(logits / T); |V| is the vocabulary size.
 
     - ``kind="max_prob"`` (the released code): J(s) = 1 + log max_v pi_ref^T(v | s) / log |V|.
-    - ``kind="entropy"`` (the paper's Eq. 2, normalized negentropy): J(s) = (H_max - H(pi_ref^T(. | s))) / H_max,
-      with H the Shannon entropy and H_max = log |V|.
+    - ``kind="entropy"`` (the paper's Eq. 2, normalized negentropy):
+      J(s) = (H_max - H(pi_ref^T(. | s))) / H_max, with H the Shannon entropy and H_max = log |V|.
     """
     if not temperature > 0 or not math.isfinite(temperature):
         raise ValueError(f"reference temperature={temperature} must be a finite number > 0")
     if kind not in CERTAINTIES:
-        raise ValueError(f"certainty kind={kind!r} is not allowed; choose one of: {', '.join(CERTAINTIES)}")
+        raise ValueError(f"certainty kind={kind!r} is not allowed; "
+                         f"choose one of: {', '.join(CERTAINTIES)}")
     logp = F.log_softmax(ref_logits.float() / temperature, dim=-1)
     h_max = math.log(ref_logits.shape[-1])
     if kind == "max_prob":
@@ -71,10 +72,12 @@ def prioritized_weight(cert: torch.Tensor, alpha: float) -> torch.Tensor:
     return cert.detach().clamp(0.0, 1.0) ** alpha
 
 
-def kl_weight(variant: str, cert: torch.Tensor, alpha: float, critical: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-token weight of the KL term: 1 (standard), J(s)^alpha (prioritized), 0 (none); with the true
-    critical states (``critical``, 1 where the locator marks one): 1 - critical (oracle: the KL lifted exactly
-    where the task says exploration is needed) or critical (oracle_inverse, the control)."""
+def kl_weight(variant: str, cert: torch.Tensor, alpha: float,
+              critical: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-token weight of the KL term: 1 (standard), J(s)^alpha (prioritized), 0 (none); with the
+    true critical states (``critical``, 1 where the locator marks one): 1 - critical (oracle: the KL
+    lifted exactly where the task says exploration is needed) or critical (oracle_inverse, the
+    control)."""
     if variant not in KL_VARIANTS:
         raise ValueError(f"unknown KL variant {variant!r}; allowed: {', '.join(KL_VARIANTS)}")
     if variant == "prioritized":
@@ -87,10 +90,11 @@ def kl_weight(variant: str, cert: torch.Tensor, alpha: float, critical: torch.Te
     return torch.full_like(cert, 1.0 if variant == "standard" else 0.0)
 
 
-def top_entropy_mask(per_token_entropy: torch.Tensor, mask: torch.Tensor, quantile: float) -> torch.Tensor:
-    """Forking tokens (Wang et al. 2025, arXiv 2506.01939; TRL's ``top_entropy_quantile``): 1 on the masked
-    tokens whose entropy is at least the (1 - ``quantile``) quantile of the masked entropies, 0 elsewhere;
-    ``quantile = 1`` keeps every masked token. No gradient."""
+def top_entropy_mask(per_token_entropy: torch.Tensor, mask: torch.Tensor,
+                     quantile: float) -> torch.Tensor:
+    """Forking tokens (Wang et al. 2025, arXiv 2506.01939; TRL's ``top_entropy_quantile``): 1 on the
+    masked tokens whose entropy is at least the (1 - ``quantile``) quantile of the masked entropies,
+    0 elsewhere; ``quantile = 1`` keeps every masked token. No gradient."""
     m = mask > 0
     if quantile >= 1.0 or not m.any():
         return m.to(per_token_entropy.dtype)
@@ -99,11 +103,13 @@ def top_entropy_mask(per_token_entropy: torch.Tensor, mask: torch.Tensor, quanti
     return (m & (h >= threshold)).to(per_token_entropy.dtype)
 
 
-def entropy_weighted_advantages(adv: torch.Tensor, per_token_entropy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def entropy_weighted_advantages(adv: torch.Tensor, per_token_entropy: torch.Tensor,
+                                mask: torch.Tensor) -> torch.Tensor:
     """Each token's advantage times its policy entropy over the mean entropy of the masked tokens:
-    A_t H_t / mean(H), so a sequence's credit goes to its uncertain (forking) tokens, its total scale kept.
-    The token-entropy weighting of GTPO (arXiv 2508.04349), simplified: GTPO's mixing with the sequence
-    reward and its separate shaping of failed sequences are left out. No gradient through H."""
+    A_t H_t / mean(H), so a sequence's credit goes to its uncertain (forking) tokens, its total
+    scale kept. The token-entropy weighting of GTPO (arXiv 2508.04349), simplified: GTPO's mixing
+    with the sequence reward and its separate shaping of failed sequences are left out. No gradient
+    through H."""
     h = per_token_entropy.detach()
     return adv * h / masked_mean(h, mask).clamp(min=1e-8)
 
@@ -144,11 +150,12 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
 
 def group_advantages(episode_rewards: torch.Tensor, group_size: int, scale: str = "std",
                      eps: float = 1e-4) -> torch.Tensor:
-    """GRPO's advantage (Shao et al. 2024, DeepSeekMath, Sec. 4.1.2; TRL's ``GRPOTrainer``): each episode's
-    reward against the other samples of the same problem, A_i = (R_i - mean_g R) / (std_g R + eps), with the
-    unbiased group std as TRL computes it; ``scale="none"`` is Dr. GRPO's (Liu et al. 2025) R_i - mean_g R.
-    ``episode_rewards`` is ``(B,)`` with the G samples of a problem consecutive. A group whose samples all
-    fail (or all succeed) gets advantage 0 everywhere: it pushes nothing."""
+    """GRPO's advantage (Shao et al. 2024, DeepSeekMath, Sec. 4.1.2; TRL's ``GRPOTrainer``): each
+    episode's reward against the other samples of the same problem,
+    A_i = (R_i - mean_g R) / (std_g R + eps), with the unbiased group std as TRL computes it;
+    ``scale="none"`` is Dr. GRPO's (Liu et al. 2025) R_i - mean_g R. ``episode_rewards`` is ``(B,)``
+    with the G samples of a problem consecutive. A group whose samples all fail (or all succeed)
+    gets advantage 0 everywhere: it pushes nothing."""
     r = episode_rewards.float().view(-1, group_size)
     adv = r - r.mean(1, keepdim=True)
     if scale == "std":
@@ -211,8 +218,8 @@ def gae(rewards, values, mask, gamma: float = 1.0, lam: float = 0.95):
 
 def total_loss(per_token_pg, per_token_v, per_token_entropy, per_token_kl, per_token_weight, mask,
                vf_coef: float, ent_coef: float, beta: float):
-    """L = mean_t [ pg_t + c_v v_t - c_H H_t + beta w_t kl_t ] over the masked tokens; also returns the
-    terms for logging under the same names."""
+    """L = mean_t [ pg_t + c_v v_t - c_H H_t + beta w_t kl_t ] over the masked tokens; also returns
+    the terms for logging under the same names."""
     terms = dict(pg_loss=masked_mean(per_token_pg, mask), v_loss=masked_mean(per_token_v, mask),
                  entropy=masked_mean(per_token_entropy, mask),
                  kl_loss=masked_mean(per_token_kl, mask),

@@ -52,15 +52,18 @@ def measure(model, tok, problems, level: int, temperature: float = 1.0, ref_temp
 
 
 @torch.no_grad()
-def detector(model, tok, level: int, extra_digits: int = 1, n: int = 128, seed: int = 0, alphas=(150.0, 1000.0),
-             ref_temperatures=(1.0, 4.0), certainty=CERTAINTIES, steps: int = 3, sites=SITES) -> pd.DataFrame:
-    """The paper's bet as a detector: does the prioritized weight J(s)^alpha fall below 0.5 exactly at the
-    critical states? On the true texts of ``n`` plus-k problems (teacher-forced, so every state is on the
-    path to a correct answer), per certainty form x reference temperature x alpha: precision and recall
-    of "weight < 0.5" against the states the locator marks critical (``sites``: the paper's commas and
-    digits and the Appendix-B site), and the AUROC of 1 - J(s) (the same for every alpha: the weight is a
-    monotone function of J). One row each, with the certainty below which the weight is under 0.5."""
-    problems = task.Split("plus", level, extra_digits).sample(n, np.random.default_rng([seed, 5, level, extra_digits]))
+def detector(model, tok, level: int, extra_digits: int = 1, n: int = 128, seed: int = 0,
+             alphas=(150.0, 1000.0), ref_temperatures=(1.0, 4.0), certainty=CERTAINTIES,
+             steps: int = 3, sites=SITES) -> pd.DataFrame:
+    """The paper's bet as a detector: does the prioritized weight J(s)^alpha fall below 0.5 exactly
+    at the critical states? On the true texts of ``n`` plus-k problems (teacher-forced, so every
+    state is on the path to a correct answer), per certainty form x reference temperature x alpha:
+    precision and recall of "weight < 0.5" against the states the locator marks critical (``sites``:
+    the paper's commas and digits and the Appendix-B site), and the AUROC of 1 - J(s) (the same for
+    every alpha: the weight is a monotone function of J). One row each, with the certainty below
+    which the weight is under 0.5."""
+    problems = task.Split("plus", level, extra_digits).sample(
+        n, np.random.default_rng([seed, 5, level, extra_digits]))
     logits, critical = [], []
     for (a, b), (ids, lg) in zip(problems, teacher_forced(model, tok, problems)):
         start = len(task.prompt(a, b))
@@ -76,8 +79,9 @@ def detector(model, tok, level: int, extra_digits: int = 1, n: int = 128, seed: 
             area = auroc(-cert.numpy(), critical)
             for alpha in alphas:
                 w = kl_weight("prioritized", cert, alpha).numpy()
-                rows.append(dict(certainty=kind, ref_temperature=t, alpha=alpha, threshold=0.5 ** (1 / alpha),
-                                 tokens=len(w), critical=int(critical.sum()), **detection(w < 0.5, critical),
+                rows.append(dict(certainty=kind, ref_temperature=t, alpha=alpha,
+                                 threshold=0.5 ** (1 / alpha), tokens=len(w),
+                                 critical=int(critical.sum()), **detection(w < 0.5, critical),
                                  auroc=area, weight_critical=float(w[critical].mean()),
                                  weight_other=float(w[~critical].mean())))
     return pd.DataFrame(rows)
@@ -124,16 +128,18 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 # -------------------------------------------------------------------------------------------------
 # Table 1: Delta-J at critical vs non-critical states (the paper's Section 3.3)
 def delta_certainty(certainties):
-    """The paper's Section 3.3 Delta-J: each token's certainty minus the mean certainty over the *other*
-    tokens of the same generation, d_i = c_i - (sum_j c_j - c_i) / (n - 1) = n / (n - 1) (c_i - mean c).
+    """The paper's Section 3.3 Delta-J: each token's certainty minus the mean certainty over the
+    *other* tokens of the same generation,
+    d_i = c_i - (sum_j c_j - c_i) / (n - 1) = n / (n - 1) (c_i - mean c).
 
-    A 1-D ``torch.Tensor`` or ``np.ndarray`` in, the same type out (float). ``n == 1``: NaN (no other
-    token); empty: ValueError. Example: [1.0, 0.5, 0.0] -> [0.75, 0.0, -0.75]."""
+    A 1-D ``torch.Tensor`` or ``np.ndarray`` in, the same type out (float). ``n == 1``: NaN (no
+    other token); empty: ValueError. Example: [1.0, 0.5, 0.0] -> [0.75, 0.0, -0.75]."""
     is_torch = isinstance(certainties, torch.Tensor)
     x = (certainties if certainties.is_floating_point() else certainties.double()) if is_torch \
         else np.asarray(certainties, dtype=float)
     if x.ndim != 1:
-        raise ValueError(f"delta_certainty takes the certainties of one generation (1-D), got shape {tuple(x.shape)}")
+        raise ValueError(f"delta_certainty takes the certainties of one generation (1-D), "
+                         f"got shape {tuple(x.shape)}")
     n = x.shape[0]
     if n == 0:
         raise ValueError("delta_certainty of an empty generation")

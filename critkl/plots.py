@@ -555,24 +555,27 @@ def plot_frontier_by_method(outcomes: pd.DataFrame, y: str = "gain", confidence:
     return fig
 
 
-def method_verdicts(outcomes: pd.DataFrame, confidence: float = 0.95, min_pairs: int = 2) -> pd.DataFrame:
+def method_verdicts(outcomes: pd.DataFrame, confidence: float = 0.95,
+                    min_pairs: int = 2) -> pd.DataFrame:
     """The frontier's verdict per RL method, in words (one row per ``method`` of ``outcomes``, as
-    ``plot_frontier_by_method`` reads them): runs; the prioritized - standard paired gaps of the final and of
-    the AUC gain at each coefficient with at least ``min_pairs`` pairs, tallied (``gap_tally``); the largest
-    final-gain gap; and where the prioritized points lie at equal mean KL to the reference, against the
-    standard curve interpolated between its coefficients (``analysis.at_equal``, means only)."""
+    ``plot_frontier_by_method`` reads them): runs; the prioritized - standard paired gaps of the
+    final and of the AUC gain at each coefficient with at least ``min_pairs`` pairs, tallied
+    (``gap_tally``); the largest final-gain gap; and where the prioritized points lie at equal mean
+    KL to the reference, against the standard curve interpolated between its coefficients
+    (``analysis.at_equal``, means only)."""
     rows = []
     for method, o in outcomes.groupby("method", sort=True):
         row = {"method": method, "runs": len(o)}
         for value, label in (("gain", "final gain"), ("auc_gain", "AUC gain")):
             g = frontier_gaps(o, value, pairs=(("prioritized", "standard"),), confidence=confidence)
             g = g[g.n >= min_pairs]
-            row[f"{label}, prioritized - standard"] = gap_tally(g) if len(g) else f"fewer than {min_pairs} pairs"
+            row[f"{label}, prioritized - standard"] = (gap_tally(g) if len(g)
+                                                        else f"fewer than {min_pairs} pairs")
             if value == "gain" and len(g):
                 best = g.sort_values("mean").iloc[-1]
                 row["largest final-gain gap"] = f"beta {best['beta']:g}: {gap_verdict(best)}"
-        d = at_equal(frontier_table(o[o.kl != "none"], confidence=confidence), "prioritized", "standard",
-                     x="mean_kl", y="gain")
+        d = at_equal(frontier_table(o[o.kl != "none"], confidence=confidence), "prioritized",
+                     "standard", x="mean_kl", y="gain")
         row["at equal mean KL (final gain)"] = equal_span(d)
         rows.append(row)
     return pd.DataFrame(rows)

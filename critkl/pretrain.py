@@ -189,25 +189,27 @@ def pretrain(cfg: PretrainConfig | None = None, *, home: Path | None = None, pro
         return train(cfg, run, device, progress, on_step)
 
 
-def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: bool = True, on_step=None) -> Path:
-    """The training loop (nanoGPT's ``train.py``): batch -> loss -> backward -> clip -> step, evaluate
-    every ``eval_every`` steps (and stop there once the comfort zone is mastered, with ``stop_at``), save the
-    resumable state every ``ckpt_every`` steps."""
+def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: bool = True,
+          on_step=None) -> Path:
+    """The training loop (nanoGPT's ``train.py``): batch -> loss -> backward -> clip -> step,
+    evaluate every ``eval_every`` steps (and stop there once the comfort zone is mastered, with
+    ``stop_at``), save the resumable state every ``ckpt_every`` steps."""
     tok = build_tokenizer()
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model_config(), tok).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.95))
     step, elapsed, tokens, padded, evals, log = 0, 0.0, 0, 0, [], []
     st = run.load_state(device)
     if st is not None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         set_rng_state(st["rng"])
-        step, elapsed, tokens, padded, evals, log = (st["step"], st["elapsed"], st["tokens"], st.get("padded", 0),
-                                                     st["evals"], st["log"])
+        step, elapsed, tokens, padded, evals, log = (st["step"], st["elapsed"], st["tokens"],
+                                                     st.get("padded", 0), st["evals"], st["log"])
     lengths = range(1, cfg.level + cfg.eval_extra_digits + 1)
 
     model.train()
@@ -246,11 +248,13 @@ def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: b
             df = accuracy_by_digits(model, tok, lengths, cfg.eval_samples, seed=cfg.seed + 1)
             evals.extend(df.assign(step=step, seconds=time.perf_counter() - t0).to_dict("records"))
             if progress:
-                bar.write(f"step {step}: " + " ".join(f"{int(r.digits)}d={r.accuracy:.2f}" for r in df.itertuples()))
+                bar.write(f"step {step}: " + " ".join(f"{int(r.digits)}d={r.accuracy:.2f}"
+                                                      for r in df.itertuples()))
             mastered = cfg.stop_at > 0 and df[df.digits <= cfg.level].accuracy.min() >= cfg.stop_at
         if step % cfg.ckpt_every == 0 and step < cfg.max_steps and not mastered:
-            run.save_state(dict(model=model.state_dict(), opt=opt.state_dict(), rng=rng_state(), step=step,
-                                elapsed=elapsed, tokens=tokens, padded=padded, evals=evals, log=log))
+            run.save_state(dict(model=model.state_dict(), opt=opt.state_dict(), rng=rng_state(),
+                                step=step, elapsed=elapsed, tokens=tokens, padded=padded,
+                                evals=evals, log=log))
         if on_step is not None:
             on_step(step)
         if mastered:
@@ -258,10 +262,11 @@ def train(cfg: PretrainConfig, run: RunFolder, device: torch.device, progress: b
     bar.close()
 
     last = pd.DataFrame(evals).query("step == @step")
-    info = dict(kind="pretrain", config=cache_dict(cfg), cache_key=cache_key(cfg), format=task.FORMAT_VERSION,
-                steps=step, seconds=round(elapsed, 1), tokens=tokens, padded_tokens=padded,
-                tokens_per_second=round(tokens / max(elapsed, 1e-9)), n_params=n_params(model),
-                precision=cfg.precision, device=str(device), torch_threads=torch.get_num_threads(),
+    info = dict(kind="pretrain", config=cache_dict(cfg), cache_key=cache_key(cfg),
+                format=task.FORMAT_VERSION, steps=step, seconds=round(elapsed, 1), tokens=tokens,
+                padded_tokens=padded, tokens_per_second=round(tokens / max(elapsed, 1e-9)),
+                n_params=n_params(model), precision=cfg.precision, device=str(device),
+                torch_threads=torch.get_num_threads(),
                 cpu_capability=torch.backends.cpu.get_cpu_capability(), machine=machine_line(),
                 final_accuracy={int(r.digits): r.accuracy for r in last.itertuples()})
 

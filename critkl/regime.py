@@ -153,13 +153,15 @@ def _latest(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def premise_summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration (``config``) of a regime table: how many pre-training seeds were probed, on how
-    many the premise holds, the mean of each criterion, and the verdict of the regime issue: ``holds``
-    (on >= 2 of >= 3 seeds), ``fails`` (on > 1 of them, so 2 of 3 can no longer hold), else ``open``."""
+    """Per configuration (``config``) of a regime table: how many pre-training seeds were probed, on
+    how many the premise holds, the mean of each criterion, and the verdict of the regime issue:
+    ``holds`` (on >= 2 of >= 3 seeds), ``fails`` (on > 1 of them, so 2 of 3 can no longer hold),
+    else ``open``."""
     cols = [c for col, _, _ in PREMISE for c in [col] if c in rows]
     rows = _latest(rows)  # one seed, one vote
     g = rows.groupby("config", sort=False)
-    out = g.agg(seeds=("pretrain_seed", "nunique"), premise_seeds=("premise", lambda x: int(x.astype(bool).sum())),
+    out = g.agg(seeds=("pretrain_seed", "nunique"),
+                premise_seeds=("premise", lambda x: int(x.astype(bool).sum())),
                 **{c: (c, "mean") for c in dict.fromkeys(cols)}).reset_index()
     failing = out.seeds - out.premise_seeds
     out["verdict"] = ["holds" if p >= 2 and s >= 3 else "fails" if f >= 2 else "open"

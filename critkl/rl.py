@@ -260,8 +260,10 @@ def check_start(cfg: RLConfig) -> dict:
     return info
 
 
-def train(cfg: RLConfig, info: dict, run: RunFolder, device: torch.device, progress: bool = True, on_round=None):
-    """The RL loop: evaluate, then per round collect -> update -> evaluate -> save the resumable state."""
+def train(cfg: RLConfig, info: dict, run: RunFolder, device: torch.device, progress: bool = True,
+          on_round=None):
+    """The RL loop: evaluate, then per round collect -> update -> evaluate -> save the resumable
+    state."""
     level = int(info["config"]["level"])
     policy, tok, _ = load_checkpoint(cfg.model_dir, device)
     ref = None
@@ -292,15 +294,19 @@ def train(cfg: RLConfig, info: dict, run: RunFolder, device: torch.device, progr
         row, crit = evaluator(policy, 0)
         rows.append(merge(row, {"seconds": time.perf_counter() - t0}))
         crits.append(crit)
-        for _ in tqdm(range(cfg.critic_warmup), desc="critic warm-up", disable=not progress or not cfg.critic_warmup):
-            batch = collect(policy, value_head, None, tok, draw_problems(train_split, cfg, rng), level, cfg, sample_gen)
-            rows[0]["critic_warmup_v_loss"] = warm_up_critic(policy, value_head, batch, cfg, shuffle_gen)
+        for _ in tqdm(range(cfg.critic_warmup), desc="critic warm-up",
+                      disable=not progress or not cfg.critic_warmup):
+            batch = collect(policy, value_head, None, tok, draw_problems(train_split, cfg, rng),
+                            level, cfg, sample_gen)
+            rows[0]["critic_warmup_v_loss"] = warm_up_critic(policy, value_head, batch, cfg,
+                                                             shuffle_gen)
 
     bar = tqdm(total=cfg.rounds, initial=start, desc=f"finetune {cfg.kl}", disable=not progress)
     for r in range(start, cfg.rounds):
         # ---- collect
         t_collect = time.perf_counter()
-        batch = collect(policy, value_head, ref, tok, draw_problems(train_split, cfg, rng), level, cfg, sample_gen)
+        batch = collect(policy, value_head, ref, tok, draw_problems(train_split, cfg, rng), level,
+                        cfg, sample_gen)
         if r == 0 and cfg.value_init == "mean_return":
             center_critic(value_head, batch, cfg)
         # ---- update
@@ -309,25 +315,30 @@ def train(cfg: RLConfig, info: dict, run: RunFolder, device: torch.device, progr
         # ---- evaluate
         t_eval = time.perf_counter()
         row, crit = evaluator(policy, r + 1)
-        timings = {"collect_s": t_update - t_collect, **batch.timings, "update_s": t_eval - t_update,
-                   "eval_s": time.perf_counter() - t_eval, "seconds": time.perf_counter() - t0}
+        timings = {"collect_s": t_update - t_collect, **batch.timings,
+                   "update_s": t_eval - t_update, "eval_s": time.perf_counter() - t_eval,
+                   "seconds": time.perf_counter() - t0}
         rows.append(merge(row, collect_stats(batch, cfg), terms, timings))
         crits.append(crit)
         bar.update(1)
-        bar.set_postfix(acc_plus=f"{row['acc_plus']:.2f}", train=f"{rows[-1]['train_accuracy']:.2f}")
+        bar.set_postfix(acc_plus=f"{row['acc_plus']:.2f}",
+                        train=f"{rows[-1]['train_accuracy']:.2f}")
         # ---- checkpoint
-        run.save_state(dict(policy=policy.state_dict(), value_head=value_head.state_dict(), opt=opt.state_dict(),
-                            rng=rng_state(rng, sample_gen=sample_gen, shuffle_gen=shuffle_gen), rows=rows,
-                            crits=crits, round=r + 1, elapsed=time.perf_counter() - t0))
+        run.save_state(dict(policy=policy.state_dict(), value_head=value_head.state_dict(),
+                            opt=opt.state_dict(),
+                            rng=rng_state(rng, sample_gen=sample_gen, shuffle_gen=shuffle_gen),
+                            rows=rows, crits=crits, round=r + 1, elapsed=time.perf_counter() - t0))
         if on_round is not None:
             on_round(r + 1)
     bar.close()
 
     def write(folder: Path) -> None:
-        save_checkpoint(policy, tok, folder, dict(kind="rl", config=cache_dict(cfg), cache_key=_key(cfg, info),
-                                                  format=task.FORMAT_VERSION, pretrained=info, level=level))
+        save_checkpoint(policy, tok, folder,
+                        dict(kind="rl", config=cache_dict(cfg), cache_key=_key(cfg, info),
+                             format=task.FORMAT_VERSION, pretrained=info, level=level))
         save_file(value_head.state_dict(), str(folder / VALUE_HEAD_FILE))
-        pd.concat([c for c in crits if len(c)] or [pd.DataFrame()]).to_csv(folder / "critical.csv", index=False)
+        pd.concat([c for c in crits if len(c)] or [pd.DataFrame()]).to_csv(
+            folder / "critical.csv", index=False)
         (folder / "config.rl.json").write_text(json.dumps(cache_dict(cfg), indent=2))
         pd.DataFrame(rows).to_csv(folder / "metrics.csv", index=False)  # the marker: written last
 

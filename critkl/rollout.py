@@ -41,7 +41,8 @@ class Batch:
         return self.gen.completion_mask
 
 
-def terminal_rewards(mask: torch.Tensor, correct: torch.Tensor, kind: str = "ternary") -> torch.Tensor:
+def terminal_rewards(mask: torch.Tensor, correct: torch.Tensor,
+                     kind: str = "ternary") -> torch.Tensor:
     """On each episode's last token, 0 elsewhere: ternary (the paper's) +1 correct / -1 wrong, or
     binary 1 / 0."""
     if kind not in REWARDS:
