@@ -192,60 +192,19 @@ def _literalincludes(text: str) -> list:
     return out
 
 
-def _line_numbers(spec: str, total: int) -> list:
-    """Sphinx's ``parselinenos``: ``"1,3-5,8-"`` -> 0-based indices (``-5``, ``8-`` open-ended)."""
-    items = []
-    for part in spec.split(","):
-        begin, sep, end = part.strip().partition("-")
-        if not sep:
-            items.append(int(begin) - 1)
-            continue
-        if not begin and not end:
-            raise ValueError(f"invalid line number spec {spec!r}")
-        first = int(begin or 1)
-        last = int(end) if end else max(first, total)
-        if first > last:
-            raise ValueError(f"invalid line number spec {spec!r}")
-        items.extend(range(first - 1, last))
-    return items
+def _included_lines(path: Path, options: dict) -> list:
+    """The lines a ``literalinclude`` of ``path`` with ``options`` shows, read by Sphinx's own reader (the
+    one the book build uses); an AssertionError naming the file or region it cannot find."""
+    from types import SimpleNamespace
 
-
-def _included_region(path: Path, options: dict) -> list:
-    """``(line number, text)`` of the lines a ``literalinclude`` shows, as Sphinx's ``LiteralIncludeReader``
-    selects them (``pyobject``, then ``start-at``/``start-after``, ``end-before``/``end-at``, then
-    ``lines``, then ``dedent``); an AssertionError naming what is missing otherwise."""
-    import ast
-    import textwrap
+    from sphinx.directives.code import LiteralIncludeReader
     assert path.is_file(), f"{path} does not exist"
-    text = path.read_text()
-    lines = list(enumerate(text.expandtabs(int(options.get("tab-width", 8))).splitlines(), start=1))
-    if "pyobject" in options:
-        body, node = ast.parse(text).body, None
-        for name in options["pyobject"].split("."):
-            node = next((n for n in body if getattr(n, "name", None) == name), None)
-            assert node is not None, f"{path.name}: no object {options['pyobject']!r} (pyobject)"
-            body = getattr(node, "body", [])
-        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-        lines = lines[first - 1:node.end_lineno]
-    for key, inclusive in (("start-at", True), ("start-after", False)):
-        if key in options:
-            at = next((k for k, (_, line) in enumerate(lines) if options[key] in line), None)
-            assert at is not None, f"{path.name}: {key} {options[key]!r} not found"
-            lines = lines[at if inclusive else at + 1:]
-    for key, inclusive in (("end-at", True), ("end-before", False)):
-        if key in options:
-            at = next((k for k, (_, line) in enumerate(lines) if options[key] in line), None)
-            assert at is not None, f"{path.name}: {key} {options[key]!r} not found after the start"
-            lines = lines[:at + 1 if inclusive else at]
-    if "lines" in options:
-        lines = [lines[k] for k in _line_numbers(options["lines"], len(lines)) if k < len(lines)]
-    assert lines, f"{path.name}: the region {options} is empty"
-    if "dedent" in options:
-        n = options["dedent"]
-        texts = (textwrap.dedent("\n".join(t for _, t in lines)).split("\n") if not n
-                 else [t[int(n):] if t[:int(n)].isspace() else t.lstrip() for _, t in lines])
-        lines = [(k, t) for (k, _), t in zip(lines, texts)]
-    return lines
+    typed = {k: int(v) if k in ("dedent", "tab-width") and v else v for k, v in options.items()}
+    try:
+        text, _ = LiteralIncludeReader(str(path), typed, SimpleNamespace(source_encoding="utf-8")).read()
+    except ValueError as e:  # a pyobject, start or end marker that is not in the file
+        raise AssertionError(f"{path.name}: {options}: {e}") from None
+    return text.splitlines()
 
 
 @pytest.mark.parametrize("chapter", sorted(p.stem for p in BOOK.glob("*.ipynb")))
@@ -261,7 +220,7 @@ def test_included_code_fits_the_page(chapter):
             continue
         for target, options in _literalincludes("".join(cell["source"])):
             path = (BOOK.parent / target.lstrip("/")) if target.startswith("/") else (BOOK / target).resolve()
-            wide += [f"{path.relative_to(BOOK.parent)}:{k} ({len(line)} characters)"
-                     for k, line in _included_region(path, options) if len(line) > CODE_WIDTH]
+            wide += [f"{path.relative_to(BOOK.parent)} {options}: {len(line)} characters: {line.strip()[:50]}"
+                     for line in _included_lines(path, options) if len(line) > CODE_WIDTH]
     assert not wide, (f"{chapter}: included code lines wider than {CODE_WIDTH} characters:\n"
                       + "\n".join(dict.fromkeys(wide)))
